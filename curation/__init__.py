@@ -1,0 +1,1 @@
+"""Spark curation engine: read, validate, filter, deduplicate, score and label raw documents."""

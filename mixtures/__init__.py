@@ -1,0 +1,1 @@
+"""Mixture planning and materialisation: recipes -> per-document repeats -> tokenised Arrow shards."""

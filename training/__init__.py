@@ -1,0 +1,1 @@
+"""Thin FSDP2 trainer over stage shards. Never imports pyspark."""
