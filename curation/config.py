@@ -1,0 +1,83 @@
+"""Typed configuration of a curation job, validated at load (YAML or Python).
+
+Every field is documented here once; `sharpen curate --config FILE.yaml` takes any subset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from curation.filters.config import FilterConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ValidationConfig(_Strict):
+    max_text_chars: int = Field(2_000_000, gt=0, description="Longer texts are quarantined (`text_too_large`).")
+    max_control_fraction: float = Field(0.05, ge=0, le=1, description="Texts with a NUL byte or more than this fraction of control characters (other than tab/newline) are quarantined as `binary_text`.")
+    raw_preview_bytes: int = Field(2048, ge=0, description="How much of a bad record's raw bytes the quarantine row keeps.")
+
+
+class DedupConfig(_Strict):
+    exact: bool = Field(True, description="Remove exact duplicates of the normalised text (NFKC, lower case, punctuation and whitespace folded).")
+    near: bool = Field(True, description="Remove near duplicates with MinHash LSH + connected components.")
+    shingle: str = Field("word", pattern="^(word|char)$", description="Shingle unit: `word` n-grams or `char` n-grams (over UTF-8 bytes).")
+    ngram: int = Field(5, ge=1, le=64, description="Shingle length in units (datatrove and text-dedup use 5 words; NeMo 24 chars).")
+    num_perm: int = Field(256, ge=8, le=1024, description="MinHash permutations.")
+    seed: int = Field(42, description="Seed of the MinHash permutations.")
+    threshold: float = Field(0.7, gt=0, lt=1, description="Target Jaccard similarity for near duplicates.")
+    bands: int | None = Field(None, ge=1, description="Override the LSH bands (with `rows`); default: chosen from `threshold`.")
+    rows: int | None = Field(None, ge=1, description="Override the LSH rows per band (with `bands`).")
+    false_positive_weight: float = Field(0.5, ge=0, description="Weight of the false-positive area when choosing bands/rows.")
+    false_negative_weight: float = Field(0.5, ge=0, description="Weight of the false-negative area when choosing bands/rows.")
+    verify: bool = Field(True, description="Check candidate edges with exact Jaccard of the shingle sets; drop those under `threshold`.")
+    verify_max_pairs: int = Field(50_000_000, ge=0, description="Budget of exact-Jaccard checks; beyond it a deterministic hash-chosen subset is checked and the rest kept unverified (counted in stats).")
+    verify_rounds: int = Field(3, ge=1, le=10, description="Rounds of re-starring: bucket members that fail verification against the bucket's smallest id are starred again among themselves.")
+    max_cc_iterations: int = Field(60, ge=1, description="Safety limit on large-star/small-star rounds (each round at least halves long chains; convergence is checked).")
+
+    @model_validator(mode="after")
+    def _bands_rows_together(self) -> DedupConfig:
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("dedup.bands and dedup.rows must be given together")
+        if self.bands and self.rows and self.bands * self.rows > self.num_perm:
+            raise ValueError(f"dedup.bands*rows ({self.bands * self.rows}) exceeds num_perm ({self.num_perm})")
+        return self
+
+
+class QualityConfig(_Strict):
+    bucket_percentiles: list[float] = Field([0.3, 0.6], description="Per-domain percentiles of the heuristic quality score that cut tail/middle/head buckets (CCNet's 30/60); bucket = number of cuts below the score.")
+
+
+class CurationConfig(_Strict):
+    source_by_path: dict[str, str] = Field(default_factory=dict, description="Substring of an input file path -> source name, for records without `source`; otherwise the file name without extensions.")
+    domain_by_source: dict[str, str] = Field(default_factory=dict, description="Source -> domain, for records without `domain`.")
+    default_domain: str = Field("web", description="Domain of records with neither `domain` nor a mapped source.")
+    source_priority: list[str] = Field(default_factory=list, description="Preferred sources first: a cluster keeps the best quality document, then the highest-priority source, then the smallest id.")
+    validation: ValidationConfig = Field(default_factory=ValidationConfig, description="Record validation and quarantine.")
+    filters: FilterConfig = Field(default_factory=FilterConfig, description="Heuristic filters (Gopher, C4, FineWeb rule sets).")
+    dedup: DedupConfig = Field(default_factory=DedupConfig, description="Exact and near-duplicate removal.")
+    quality: QualityConfig = Field(default_factory=QualityConfig, description="Quality bucketing.")
+    shuffle_partitions: int = Field(8, ge=1, description="Spark shuffle width; fixed so that outputs are byte-identical run to run.")
+    output_files_per_domain: int = Field(1, ge=1, description="Parquet files per domain in the curated table.")
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> CurationConfig:
+        if path is None:
+            return cls()
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"curation config not found: {path}")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping at top level")
+        return cls.model_validate(data)
+
+    def fingerprint(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]

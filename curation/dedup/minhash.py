@@ -1,0 +1,195 @@
+"""Vectorised MinHash signatures over whole Arrow batches.
+
+Why not datasketch: it hashes every shingle with a Python call (sha1) and runs one numpy
+call per document. Here a batch of documents becomes one byte buffer; token hashes come
+from prefix sums of a polynomial hash (mod 2^64, which numpy's uint64 wrap-around gives
+for free), shingle hashes from a few shifted adds over the token hashes, and the
+permutations from one multiply-shift per (permutation, shingle) over a whole block of
+documents. No Python loop runs per shingle or per permutation.
+
+The multiply-shift family `h(x) = (a*x + b) >> 32` (odd `a`) is the standard fast
+universal hash; signatures are uint32.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+
+_P_TOKEN = np.uint64(0x100000001B3)  # FNV prime: odd, so invertible mod 2^64
+_P_NGRAM = np.uint64(0x9E3779B97F4A7C15)
+_WS = re.compile(r"\s+")
+_NON_WORD = re.compile(r"[^\w\s]+")
+
+
+def normalize_for_hashing(text: str) -> str:
+    """NFKC, lower case, punctuation to spaces, whitespace collapsed.
+
+    Used by both exact dedup and shingling, so that formatting-only differences
+    (case, smart quotes, re-wrapped lines) do not hide duplicates.
+    """
+    text = _NON_WORD.sub(" ", unicodedata.normalize("NFKC", text).lower())
+    return _WS.sub(" ", text).strip()
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """Finaliser that spreads polynomial hashes over all 64 bits."""
+    x = x ^ (x >> np.uint64(30))
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x
+
+
+@dataclass(frozen=True)
+class ShingleSpec:
+    """How a normalised document becomes a set of shingles."""
+
+    kind: str = "word"  # "word" n-grams or "char" n-grams (over UTF-8 bytes)
+    n: int = 5
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("word", "char"):
+            raise ValueError(f"shingle kind must be 'word' or 'char', got {self.kind!r}")
+        if self.n < 1:
+            raise ValueError(f"shingle n must be >= 1, got {self.n}")
+
+
+def _powers(base: np.uint64, n: int) -> np.ndarray:
+    out = np.empty(n, dtype=np.uint64)
+    out[0] = 1
+    out[1:] = base
+    return np.cumprod(out, out=out)
+
+
+def _span_hashes(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Polynomial hash of every byte span [starts[i], ends[i]) of `buf`, vectorised.
+
+    H[j] = sum_{k<j} (buf[k]+1) * P^k (mod 2^64); span hash = (H[e] - H[s]) * P^-s.
+    """
+    n = buf.shape[0]
+    inv = np.uint64(pow(int(_P_TOKEN), -1, 1 << 64))
+    prefix = np.zeros(n + 1, dtype=np.uint64)
+    np.cumsum((buf.astype(np.uint64) + np.uint64(1)) * _powers(_P_TOKEN, n), out=prefix[1:])
+    h = (prefix[ends] - prefix[starts]) * _powers(inv, n + 1)[starts]
+    return _splitmix64(h)
+
+
+def shingle_hashes(texts: list[str], spec: ShingleSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Hash every shingle of every (already normalised) text.
+
+    Returns `(hashes uint64, offsets int64)`: document i's shingles are
+    `hashes[offsets[i]:offsets[i+1]]` (unsorted, may repeat). A document shorter than
+    one shingle gets a single shingle of all it has, so it can still match an identical
+    short document; an empty document gets none.
+    """
+    n_docs = len(texts)
+    encoded = [t.encode("utf-8") for t in texts]
+    lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=n_docs)
+    doc_start = np.zeros(n_docs + 1, dtype=np.int64)
+    np.cumsum(lengths + 1, out=doc_start[1:])  # one space after each doc separates them
+    buf = np.frombuffer(b" ".join(encoded) + b" ", dtype=np.uint8)
+
+    if spec.kind == "word":
+        is_space = buf == 0x20
+        prev_space = np.empty_like(is_space)
+        prev_space[0] = True
+        prev_space[1:] = is_space[:-1]
+        starts = np.flatnonzero(~is_space & prev_space)
+        ends = np.flatnonzero(is_space & ~prev_space)
+        units = _span_hashes(buf, starts, ends)
+        unit_doc = np.searchsorted(doc_start, starts, side="right") - 1
+    else:
+        keep = np.ones(buf.shape[0], dtype=bool)
+        keep[doc_start[1:] - 1] = False  # drop the separators
+        units = _splitmix64(buf[keep].astype(np.uint64) + np.uint64(0x51ED))
+        unit_doc = np.repeat(np.arange(n_docs), lengths)
+
+    units_per_doc = np.bincount(unit_doc, minlength=n_docs).astype(np.int64)
+    n = spec.n
+    total = units.shape[0]
+    # n-gram hashes over the flat unit array; those crossing a document boundary are dropped
+    if total >= n:
+        grams = np.zeros(total - n + 1, dtype=np.uint64)
+        mult = np.uint64(1)
+        for k in range(n):  # n is small: one vector op per n-gram position, not per shingle
+            grams += units[k : total - n + 1 + k] * mult
+            mult = np.uint64((int(mult) * int(_P_NGRAM)) & 0xFFFFFFFFFFFFFFFF)
+        valid = unit_doc[: total - n + 1] == unit_doc[n - 1 :]
+        gram_hashes = _splitmix64(grams[valid])
+        gram_docs = unit_doc[: total - n + 1][valid]
+    else:
+        gram_hashes = np.zeros(0, dtype=np.uint64)
+        gram_docs = np.zeros(0, dtype=np.int64)
+
+    short = np.flatnonzero((units_per_doc > 0) & (units_per_doc < n))
+    if short.size:
+        unit_off = np.zeros(n_docs + 1, dtype=np.int64)
+        np.cumsum(units_per_doc, out=unit_off[1:])
+        pos = np.arange(total, dtype=np.int64) - np.repeat(unit_off[:-1], units_per_doc)
+        contrib = units * _powers(_P_NGRAM, max(n, 1))[np.minimum(pos, n - 1)]
+        csum = np.zeros(total + 1, dtype=np.uint64)
+        np.cumsum(contrib, out=csum[1:])
+        short_hashes = _splitmix64(csum[unit_off[short + 1]] - csum[unit_off[short]])
+        gram_hashes = np.concatenate([gram_hashes, short_hashes])
+        gram_docs = np.concatenate([gram_docs, short])
+        order = np.argsort(gram_docs, kind="stable")  # two sorted runs: a linear merge
+        gram_hashes, gram_docs = gram_hashes[order], gram_docs[order]
+
+    offsets = np.zeros(n_docs + 1, dtype=np.int64)
+    np.cumsum(np.bincount(gram_docs, minlength=n_docs), out=offsets[1:])
+    return gram_hashes, offsets
+
+
+class MinHasher:
+    """`num_perm` multiply-shift permutations drawn from `seed`.
+
+    `signatures(hashes, offsets)` returns a (n_docs, num_perm) uint32 matrix; a document
+    without shingles gets all-0xFFFFFFFF (it never collides with a real one because
+    the LSH stage skips empty documents).
+    """
+
+    def __init__(self, num_perm: int = 128, seed: int = 42, block_elems: int = 1 << 20):
+        if num_perm < 1:
+            raise ValueError(f"num_perm must be >= 1, got {num_perm}")
+        rng = np.random.default_rng(seed)
+        self.num_perm = num_perm
+        self.a = rng.integers(0, 1 << 63, size=num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        self.b = rng.integers(0, 1 << 63, size=num_perm, dtype=np.uint64)
+        self.block_elems = block_elems  # bound on num_perm * shingles held at once
+
+    def signatures(self, hashes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        n_docs = offsets.shape[0] - 1
+        sig = np.full((n_docs, self.num_perm), np.uint32(0xFFFFFFFF), dtype=np.uint32)
+        counts = np.diff(offsets)
+        nonempty = np.flatnonzero(counts > 0)
+        if nonempty.size == 0:
+            return sig
+        step = max(1, self.block_elems // self.num_perm)  # shingles per block
+        a = self.a[:, None]
+        b = self.b[:, None]
+        shift = np.uint64(32)
+        # group documents into blocks of about `step` shingles (vectorised); a document
+        # with more than `step` shingles is hashed alone, in slices
+        block = offsets[nonempty] // step
+        cuts = np.flatnonzero(np.diff(block)) + 1
+        for docs in np.split(nonempty, cuts):
+            lo, hi = offsets[docs[0]], offsets[docs[-1] + 1]
+            if hi - lo <= 2 * step:
+                perm = a * hashes[lo:hi][None, :]
+                perm += b
+                perm >>= shift
+                sig[docs] = np.minimum.reduceat(perm, offsets[docs] - lo, axis=1).T
+                continue
+            for d in docs:  # rare: a block holding at least one very large document
+                s0, s1 = offsets[d], offsets[d + 1]
+                for s in range(s0, s1, step):
+                    part = a * hashes[s : min(s1, s + step)][None, :]
+                    part += b
+                    part >>= shift
+                    sig[d] = np.minimum(sig[d], part.min(axis=1))
+        return sig

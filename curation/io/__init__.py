@@ -1,0 +1,1 @@
+"""Reading raw documents (with validation and quarantine) and writing deterministic Parquet."""

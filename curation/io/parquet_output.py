@@ -1,0 +1,54 @@
+"""Deterministic Parquet output: same rows -> same files, same names, same bytes.
+
+Spark names its part files with a per-job UUID and orders rows by whatever the plan
+did; we sort by a key, write a fixed number of files per partition and rename them to
+`part-00000.parquet`, … so that a rerun or a resumed job produces identical output.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from curation.io.hadoop_fs import HadoopFS
+
+_PART = re.compile(r"part-(\d+)-")
+
+
+def write_parquet(df: DataFrame, path: str, sort_by: list[str], *, partition_by: str | None = None,
+                  files: int = 1) -> None:
+    spark = df.sparkSession
+    fs = HadoopFS(spark)
+    tmp = path.rstrip("/") + "._writing"
+    fs.delete(tmp)
+    if partition_by:
+        # `files` range partitions per value of partition_by, each sorted
+        out = df.repartitionByRange(files * 64, partition_by, *sort_by) if files > 1 else (
+            df.repartition(partition_by))
+        out = out.sortWithinPartitions(partition_by, *sort_by)
+        out.write.mode("overwrite").partitionBy(partition_by).parquet(tmp)
+    else:
+        out = df.repartitionByRange(files, *sort_by) if files > 1 else df.coalesce(1)
+        out = out.sortWithinPartitions(*sort_by)
+        out.write.mode("overwrite").parquet(tmp)
+    # rename part files deterministically within each directory
+    by_dir: dict[str, list[str]] = {}
+    for f in fs.list_files(tmp):
+        name = f.rsplit("/", 1)[-1]
+        if name.startswith("part-") and name.endswith(".parquet"):
+            by_dir.setdefault(f.rsplit("/", 1)[0], []).append(f)
+        elif name.startswith(".") or name.endswith(".crc"):
+            fs.delete(f)
+    for d, names in by_dir.items():
+        names.sort(key=lambda f: int(_PART.search(f.rsplit("/", 1)[-1]).group(1)))
+        for i, f in enumerate(names):
+            fs.rename(f, f"{d}/part-{i:05d}.parquet")
+    fs.delete(path)
+    fs.rename(tmp, path)
+
+
+def empty_like_ok(df: DataFrame) -> DataFrame:
+    """A DataFrame with at least its schema, for writing empty outputs."""
+    return df.where(F.lit(True))

@@ -1,0 +1,68 @@
+"""Write the job's outputs: curated/, removed/, quarantine/ and dedup/ (all Parquet).
+
+Every input record ends up in exactly one of curated (kept), removed (with the rule or
+duplicate decision that removed it) or quarantine (with the reason it is invalid).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+CURATED_COLUMNS = [
+    "id", "source", "domain", "text", "n_chars", "lang", "exact_dup_count", "cluster_id",
+    "cluster_size", "n_sources", "quality_fasttext", "quality_kenlm_ppl", "heuristic_flags",
+    "quality_score", "quality_bucket", "meta",
+]
+
+
+def quality_buckets(keepers: DataFrame, percentiles: list[float]) -> DataFrame:
+    """Per-domain quality buckets from global percentiles (never constant cut-offs)."""
+    if not percentiles:
+        return keepers.withColumn("quality_bucket", F.lit(0))
+    cuts = keepers.groupBy("domain").agg(
+        F.percentile_approx("quality_score", sorted(percentiles), 10_000).alias("_cuts"))
+    bucket = F.lit(0)
+    for i in range(len(percentiles)):
+        bucket = bucket + (F.col("quality_score") > F.col("_cuts")[i]).cast("int")
+    return keepers.join(cuts, "domain").withColumn("quality_bucket", bucket).drop("_cuts")
+
+
+def write_outputs(job, validated: DataFrame, annotated: DataFrame, assigned: DataFrame) -> None:
+    from curation.io.parquet_output import write_parquet
+
+    out, cfg = job.output, job.cfg
+    quarantine = validated.where(F.col("q_reason").isNotNull()).select(
+        F.col("q_reason").alias("reason"), F.col("q_detail").alias("detail"), "file", "block",
+        "pos", "id", F.col("q_raw").alias("raw"))
+    write_parquet(quarantine, f"{out}/quarantine", ["file", "block", "pos"])
+
+    docs = annotated.select("id", "source", "domain", "text")
+    filtered = annotated.where(F.col("removed_by").isNotNull()).select(
+        "id", "source", "domain", F.concat(F.lit("filter:"), "removed_by").alias("reason"),
+        F.lit(None).cast("string").alias("duplicate_of"), F.lit(None).cast("long").alias("cluster_id"),
+        "text")
+    dups = assigned.where(~F.col("keep")).join(docs, "id").select(
+        "id", "source", "domain", "reason", "duplicate_of", "cluster_id", "text")
+    write_parquet(filtered.unionByName(dups), f"{out}/removed", ["id"])
+
+    dedup = assigned
+    if job.mode == "dedup":  # every input record appears in dedup/
+        dedup = dedup.unionByName(quarantine.select(
+            "id", F.lit(None).cast("long").alias("cluster_id"),
+            F.lit(None).cast("long").alias("cluster_size"), F.lit(None).cast("long").alias("n_sources"),
+            F.lit(None).cast("long").alias("exact_dup_count"), F.lit(False).alias("keep"),
+            F.concat(F.lit("quarantine:"), "reason").alias("reason"),
+            F.lit(None).cast("string").alias("duplicate_of")))
+    write_parquet(dedup, f"{out}/dedup", ["id", "reason"])
+
+    if job.mode == "full":
+        keepers = assigned.where(F.col("keep")).join(annotated, "id").select(
+            "id", "source", "domain", "text", "n_chars", F.lit(None).cast("string").alias("lang"),
+            "exact_dup_count", "cluster_id", "cluster_size", "n_sources",
+            F.lit(None).cast("double").alias("quality_fasttext"),
+            F.lit(None).cast("double").alias("quality_kenlm_ppl"),
+            "heuristic_flags", "quality_score", "meta")
+        curated = quality_buckets(keepers, cfg.quality.bucket_percentiles).select(*CURATED_COLUMNS)
+        write_parquet(curated, f"{out}/curated", ["id"], partition_by="domain",
+                      files=cfg.output_files_per_domain)

@@ -1,0 +1,168 @@
+"""The curation job: read+validate -> filters -> exact dedup -> MinHash LSH -> components
+-> keepers and signals -> curated table, removed/, quarantine/, dedup/ and stats.json.
+
+Each stage is checkpointed by `StageStore`, so a killed job resumes where it stopped.
+Two modes share the code: `full` (the whole job, `sharpen curate`) and `dedup`
+(validation and dedup only, `sharpen curate dedup`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+from curation.annotate import ANNOTATION_DDL, annotate_batches
+from curation.config import CurationConfig
+from curation.dedup.connected_components import connected_components
+from curation.dedup.exact import exact_groups, keeper_order
+from curation.dedup.lsh import bucket_members, compute_signatures
+from curation.dedup.lsh_params import choose_lsh_params
+from curation.dedup.minhash import ShingleSpec
+from curation.dedup.verify import verified_edges
+from curation.filters.runner import rule_names
+from curation.io.hadoop_fs import HadoopFS
+from curation.io.reader import list_input_files, read_documents
+from curation.stage_store import StageStore
+from curation.stats import build_stats
+
+log = logging.getLogger(__name__)
+PIPELINE_VERSION = "1"
+
+
+class CurationJob:
+    def __init__(self, spark: SparkSession, inputs: list[str], output: str,
+                 cfg: CurationConfig, mode: str = "full"):
+        if mode not in ("full", "dedup"):
+            raise ValueError(f"mode must be 'full' or 'dedup', got {mode!r}")
+        self.spark, self.inputs, self.output, self.cfg, self.mode = spark, inputs, output.rstrip("/"), cfg, mode
+        self.fs = HadoopFS(spark)
+        self.stats: dict = {}
+
+    def _fingerprint(self) -> str:
+        jsonl, parquet = list_input_files(self.spark, self.inputs)
+        sig = [self.fs.file_signature(f) for f in jsonl + parquet]
+        blob = json.dumps([PIPELINE_VERSION, self.mode, self.cfg.model_dump(mode="json"), sig])
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+    # -- stages ---------------------------------------------------------------------
+    def _validated(self) -> DataFrame:
+        parsed = read_documents(self.spark, self.inputs, self.cfg)
+        valid = parsed.where(F.col("q_reason").isNull())
+        order = Window.partitionBy("id").orderBy("file", "block", "pos")
+        ranked = valid.withColumn("_rank", F.row_number().over(order)).withColumn(
+            "_first", F.first(F.struct("file", "block", "pos")).over(order))
+        repeated = F.col("_rank") > 1
+        valid = ranked.select(
+            *[c for c in parsed.columns if c not in ("q_reason", "q_detail", "q_raw")],
+            F.when(repeated, F.lit("duplicate_id")).alias("q_reason"),
+            F.when(repeated, F.format_string("id %s already read at %s (block %d, position %d)",
+                   "id", "_first.file", "_first.block", "_first.pos")).alias("q_detail"),
+            F.when(repeated, F.substring("text", 1, self.cfg.validation.raw_preview_bytes)).alias("q_raw"),
+        )
+        return valid.unionByName(parsed.where(F.col("q_reason").isNotNull()))
+
+    def _annotated(self, validated: DataFrame) -> DataFrame:
+        cfg = self.cfg
+        if self.mode == "dedup":  # dedup only: no heuristic filters
+            cfg = cfg.model_copy(update={"filters": cfg.filters.model_copy(update={
+                name: getattr(cfg.filters, name).model_copy(update={"enabled": False})
+                for name in ("gopher_quality", "gopher_repetition", "c4", "fineweb")})})
+        valid = validated.where(F.col("q_reason").isNull())
+        notes = valid.select("id", "domain", "text").mapInArrow(
+            lambda it: annotate_batches(it, cfg), ANNOTATION_DDL)
+        prio = F.lit(len(self.cfg.source_priority))
+        for i, src in enumerate(self.cfg.source_priority):
+            prio = F.when(F.col("source") == src, F.lit(i)).otherwise(prio)
+        return valid.join(notes, "id").select(
+            "id", "source", "domain", F.coalesce("new_text", "text").alias("text"), "meta",
+            "n_chars", "removed_by", "heuristic_flags", "norm_hash", "quality_score",
+            prio.alias("prio"))
+
+    def _exact(self, annotated: DataFrame) -> DataFrame:
+        survivors = annotated.where(F.col("removed_by").isNull()).select(
+            "id", "source", "domain", "norm_hash", "quality_score", "prio")
+        grouped = exact_groups(survivors, self.cfg.dedup.exact)
+        keepers = grouped.where(F.col("id") == F.col("exact_keeper_id")).select("id").orderBy("id")
+        keyed = keepers.rdd.zipWithIndex().map(lambda r: (r[0][0], r[1])).toDF("id string, key long")
+        return grouped.join(keyed, "id", "left").drop("norm_hash")
+
+    def _signatures(self, exact: DataFrame, annotated: DataFrame) -> DataFrame:
+        d = self.cfg.dedup
+        keepers = exact.where(F.col("key").isNotNull()).select("id", "key").join(
+            annotated.select("id", "text"), "id")
+        return compute_signatures(keepers, ShingleSpec(d.shingle, d.ngram), d.num_perm, d.seed,
+                                  self.lsh, keep_shingles=d.verify)
+
+    def _assigned(self, exact: DataFrame, components: DataFrame | None) -> DataFrame:
+        keepers = exact.where(F.col("key").isNotNull()).select(
+            F.col("id").alias("exact_keeper_id"), "key")
+        if components is not None:
+            keepers = keepers.join(components, "key", "left")
+            keepers = keepers.select("exact_keeper_id", F.coalesce("root", "key").alias("cluster_id"))
+        else:
+            keepers = keepers.select("exact_keeper_id", F.col("key").alias("cluster_id"))
+        docs = exact.drop("key").join(keepers, "exact_keeper_id")
+        clusters = docs.groupBy("cluster_id").agg(
+            F.count("*").alias("cluster_size"),
+            F.countDistinct("source").alias("n_sources"),
+            F.min(keeper_order()).alias("best"))
+        docs = docs.join(clusters.select("cluster_id", "cluster_size", "n_sources",
+                                         F.col("best.id").alias("cluster_keeper_id")), "cluster_id")
+        exact_dup = F.col("id") != F.col("exact_keeper_id")
+        near_dup = F.col("id") != F.col("cluster_keeper_id")
+        return docs.select(
+            "id", "cluster_id", "cluster_size", "n_sources", "exact_dup_count",
+            (~near_dup).alias("keep"),
+            F.when(exact_dup, F.lit("exact_dup")).when(near_dup, F.lit("near_dup")).alias("reason"),
+            F.when(exact_dup, F.col("exact_keeper_id")).when(near_dup, F.col("cluster_keeper_id"))
+            .alias("duplicate_of"),
+        )
+
+    # -- the job ----------------------------------------------------------------------
+    def run(self) -> dict:
+        started = time.perf_counter()
+        d = self.cfg.dedup
+        self.lsh = choose_lsh_params(d.threshold, d.num_perm, d.false_positive_weight,
+                                     d.false_negative_weight, d.bands, d.rows)
+        store = StageStore(self.spark, f"{self.output}/_stages", self._fingerprint())
+        validated = store.stage("validated", self._validated)
+        annotated = store.stage("annotated", lambda: self._annotated(validated))
+        exact = store.stage("exact", lambda: self._exact(annotated))
+        components = None
+        dedup_stats: dict = {}
+        if d.near:
+            sigs = store.stage("signatures", lambda: self._signatures(exact, annotated))
+            members = store.stage("members", lambda: bucket_members(sigs))
+            shingles = sigs.select("key", "shingles") if d.verify else None
+            edges = store.stage("edges", lambda: verified_edges(
+                members, shingles, d.threshold, d.verify_rounds, d.verify_max_pairs,
+                store.scratch("edges_work"), dedup_stats), dedup_stats)
+            components = store.stage("components", lambda: connected_components(
+                edges, store.scratch("cc_work"), d.max_cc_iterations, dedup_stats), dedup_stats)
+        assigned = store.stage("assigned", lambda: self._assigned(exact, components))
+        from curation.outputs import write_outputs
+
+        write_outputs(self, validated, annotated, assigned)
+        self.stats = build_stats(self, validated, annotated, assigned, store, dedup_stats,
+                                 rule_names(self.cfg.filters) if self.mode == "full" else [],
+                                 time.perf_counter() - started)
+        self.fs.write_text(f"{self.output}/stats.json", json.dumps(self.stats, indent=2, sort_keys=True) + "\n")
+        return self.stats
+
+
+def run_curation(inputs: list[str] | str, output: str, cfg: CurationConfig | None = None,
+                 master: str | None = None, mode: str = "full") -> dict:
+    """Python entry point (used by the CLI, the demo and notebooks)."""
+    from curation.spark_session import get_spark
+
+    cfg = cfg or CurationConfig()
+    spark = get_spark(master, conf={"spark.sql.shuffle.partitions": str(cfg.shuffle_partitions)})
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    return CurationJob(spark, inputs, output, cfg, mode).run()

@@ -1,0 +1,71 @@
+"""stats.json: what went in, what came out and why, reconciled.
+
+`input = kept + removed + quarantined` is checked here; a mismatch is a bug and fails
+the job rather than being written down.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+log = logging.getLogger(__name__)
+
+
+def _counts(df: DataFrame, col: str) -> dict[str, int]:
+    return {r[0]: int(r[1]) for r in df.groupBy(col).count().collect() if r[0] is not None}
+
+
+def build_stats(job, validated: DataFrame, annotated: DataFrame, assigned: DataFrame, store,
+                dedup_stats: dict, rules: list[str], seconds: float) -> dict:
+    n_in = validated.count()
+    quarantined = _counts(validated, "q_reason")
+    by_rule = {r: 0 for r in rules}
+    by_rule.update(_counts(annotated, "removed_by"))
+    flagged: dict[str, int] = {}
+    for r in annotated.select(F.explode("heuristic_flags").alias("f")).groupBy("f").count().collect():
+        flagged[r[0]] = int(r[1])
+    dup = _counts(assigned.where(~F.col("keep")), "reason")
+    kept = assigned.where(F.col("keep")).count()
+    n_quar = sum(quarantined.values())
+    n_filter = sum(by_rule.values())
+    n_exact, n_near = dup.get("exact_dup", 0), dup.get("near_dup", 0)
+    removed = n_filter + n_exact + n_near
+    if n_in != kept + removed + n_quar:
+        raise RuntimeError(
+            f"counts do not reconcile: in={n_in} kept={kept} removed={removed} quarantined={n_quar}")
+    sizes = assigned.where(F.col("keep")).agg(
+        F.max("cluster_size"), F.sum((F.col("cluster_size") > 1).cast("int")),
+        F.sum(F.when(F.col("cluster_size") > 1, F.col("cluster_size")))).first()
+    kept_by_domain = {}
+    if job.mode == "full":
+        kept_by_domain = _counts(assigned.where(F.col("keep")).join(
+            annotated.select("id", "domain"), "id"), "domain")
+    lsh = job.lsh
+    return {
+        "mode": job.mode,
+        "inputs": job.inputs,
+        "output": job.output,
+        "counts": {"input": n_in, "kept": kept, "removed": removed, "quarantined": n_quar,
+                   "reconciled": True},
+        "quarantined_by_reason": dict(sorted(quarantined.items())),
+        "removed_by_filter": dict(sorted(by_rule.items())),
+        "flagged_by_rule": dict(sorted(flagged.items())),
+        "removed_exact_dup": n_exact,
+        "removed_near_dup": n_near,
+        "kept_by_domain": dict(sorted(kept_by_domain.items())),
+        "clusters": {"largest": int(sizes[0] or 0), "multi_member": int(sizes[1] or 0),
+                     "docs_in_multi_member": int(sizes[2] or 0)},
+        "lsh": {"bands": lsh.bands, "rows": lsh.rows, "threshold": lsh.threshold,
+                "num_perm": job.cfg.dedup.num_perm, "shingle": job.cfg.dedup.shingle,
+                "ngram": job.cfg.dedup.ngram, "description": lsh.describe()},
+        "dedup": dedup_stats,
+        "stages": {"seconds": store.timings, "resumed": store.resumed},
+        "seconds": round(seconds, 2),
+        "config": job.cfg.model_dump(mode="json"),
+        "spark": {"version": job.spark.version, "master": job.spark.sparkContext.master},
+        "python": platform.python_version(),
+    }
