@@ -128,6 +128,7 @@ class CurationJob:
     def run(self) -> dict:
         started = time.perf_counter()
         d = self.cfg.dedup
+        self.spark.conf.set("spark.sql.shuffle.partitions", str(self.cfg.shuffle_partitions))
         self.lsh = choose_lsh_params(d.threshold, d.num_perm, d.false_positive_weight,
                                      d.false_negative_weight, d.bands, d.rows)
         store = StageStore(self.spark, f"{self.output}/_stages", self._fingerprint())
