@@ -1,0 +1,5 @@
+"""Distributed setup: process group, explicit device mesh, FSDP2 per block."""
+
+from training.parallel.fsdp2 import DistEnv, init_distributed, shard_model, shutdown
+
+__all__ = ["DistEnv", "init_distributed", "shard_model", "shutdown"]

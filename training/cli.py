@@ -1,0 +1,124 @@
+"""`sharpen train`: run a stage plan under torchrun and print the per-stage loss table.
+
+Outside torchrun (no LOCAL_RANK in the environment) this launches
+`python -m torch.distributed.run --standalone --nproc_per_node N -m training.pretrain ...`
+as a subprocess; inside torchrun it runs the stage runner directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEMO_PLAN = Path(__file__).parent / "recipes" / "demo.yaml"  # the plan `sharpen demo` runs
+
+
+class TrainingFailed(RuntimeError):
+    """The torchrun job exited non-zero (its ranks' output says why)."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="pre-train a Llama-style model through a YAML stage plan (FSDP2, torchrun)",
+        description=__doc__,
+    )
+    p.add_argument("--plan", required=True, type=Path, help="stage plan YAML (training/recipes/)")
+    p.add_argument("--data", required=True, type=Path, help="mixture output dir (sharpen mix)")
+    p.add_argument("--output", required=True, type=Path, help="run dir: metrics, checkpoints")
+    p.add_argument("--nproc", type=int, default=2, help="ranks (processes) to launch; default 2")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--stop-after", metavar="STAGE:STEP", help="checkpoint after this step and exit")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        summary = run_training(
+            args.plan,
+            args.data,
+            args.output,
+            nproc=args.nproc,
+            resume=args.resume,
+            stop_after=args.stop_after,
+        )
+    except TrainingFailed as e:
+        print(f"sharpen train: {e}", file=sys.stderr)
+        return 1
+    if summary:
+        print(format_summary(summary))
+    else:
+        print(f"stopped; resume with: sharpen train ... --output {args.output} --resume")
+    return 0
+
+
+def run_training(
+    plan: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    nproc: int = 2,
+    *,
+    resume: bool = False,
+    stop_after: str | None = None,
+    timeout_s: float | None = None,
+) -> dict[str, Any]:
+    """Validate plan and shards here, train under torchrun, return summary.json's content.
+
+    Returns {} when `stop_after` ended the run early.
+    """
+    from training.plan import load_plan
+    from training.pretrain import open_stage_shards, parse_stop_after
+
+    plan_path, data_root, out = Path(plan), Path(data), Path(output)
+    if nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {nproc}")
+    parsed = load_plan(plan_path)  # fail fast, before spawning ranks
+    parse_stop_after(stop_after, parsed)
+    open_stage_shards(parsed, data_root, verify=False)
+    out.mkdir(parents=True, exist_ok=True)
+    summary_path = out / "summary.json"
+    summary_path.unlink(missing_ok=True)
+    rest = ["--plan", str(plan_path), "--data", str(data_root), "--output", str(out)]
+    rest += ["--resume"] if resume else []
+    rest += ["--stop-after", stop_after] if stop_after else []
+    if "LOCAL_RANK" in os.environ:  # already a torchrun rank: run in this process
+        from training.pretrain import main
+
+        main(rest)
+    else:
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(nproc),
+            "-m",
+            "training.pretrain",
+            *rest,
+        ]
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        log.info("launching: %s", " ".join(cmd))
+        result = subprocess.run(cmd, env=env, timeout=timeout_s, check=False)
+        if result.returncode != 0:
+            raise TrainingFailed(f"torchrun exited with code {result.returncode}: {' '.join(cmd)}")
+    if not summary_path.is_file():
+        return {}
+    return json.loads(summary_path.read_text(encoding="utf-8"))
+
+
+def format_summary(summary: dict[str, dict[str, Any]]) -> str:
+    lines = [f"{'stage':<16}{'steps':>7}{'tokens':>12}{'first loss':>12}{'last loss':>12}"]
+    for name, s in summary.items():
+        lines.append(
+            f"{name:<16}{s['steps']:>7}{s['tokens']:>12}{s['first_loss']:>12.4f}{s['last_loss']:>12.4f}"
+        )
+    return "\n".join(lines)

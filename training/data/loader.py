@@ -1,0 +1,165 @@
+"""Resumable, rank-sharded stream of packed windows over a stage's shards.
+
+All ranks walk the same global token stream (shards in manifest order, documents in
+row order; the mixture step already shuffled them globally). A step consumes
+`world * batch_size` consecutive windows; rank r takes windows [r*B, (r+1)*B). So the
+stream a step consumes depends on the global batch only, not on the world size, and the
+state, a pointer into the stream, is the same on every rank:
+
+    (epoch, shard position, row, token offset) + the rng that orders the next epoch's shards
+
+Saving and restoring that state reproduces the exact token stream. Should a stage ask
+for more tokens than its shards hold, the stream wraps into a new epoch whose shard
+order is drawn from the seeded rng (logged: it repeats data beyond the mixture's plan).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any, Protocol
+
+import numpy as np
+
+from training.data.packing import PackedBatch, pack_windows
+
+log = logging.getLogger(__name__)
+
+
+class TokenShards(Protocol):
+    """What the loader needs from `mixtures.shards.StageShards`."""
+
+    @property
+    def num_shards(self) -> int: ...
+
+    def tokens(self, i: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class LoaderStateError(ValueError):
+    """A saved loader state does not fit the shards or settings it is restored onto."""
+
+
+class PackedLoader:
+    def __init__(
+        self,
+        shards: TokenShards,
+        *,
+        seq_len: int,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        vocab_size: int | None = None,
+        name: str = "stage",
+    ) -> None:
+        if shards.num_shards < 1:
+            raise ValueError(f"{name}: stage has no shards")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        self.shards, self.name = shards, name
+        self.seq_len, self.batch_size = seq_len, batch_size
+        self.rank, self.world_size = rank, world_size
+        self.vocab_size = vocab_size
+        self.window = seq_len + 1
+        self._rng = np.random.Generator(np.random.PCG64(seed))
+        self._epoch, self._order = 0, list(range(shards.num_shards))
+        self._pos = self._row = self._offset = 0
+        self._tokens_consumed = 0
+        self._cache: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    # ---- stream walking -------------------------------------------------------------
+    def _shard(self) -> tuple[np.ndarray, np.ndarray]:
+        index = self._order[self._pos]
+        if self._cache is None or self._cache[0] != index:
+            values, offsets = self.shards.tokens(index)
+            if len(offsets) < 1 or offsets[-1] > len(values):
+                raise ValueError(f"{self.name}: shard {index} has inconsistent list offsets")
+            if self.vocab_size is not None and len(values) and int(values.max()) >= self.vocab_size:
+                raise ValueError(
+                    f"{self.name}: shard {index} has token id {int(values.max())} "
+                    f">= vocab_size {self.vocab_size}"
+                )
+            self._cache = (index, values, offsets)
+        return self._cache[1], self._cache[2]
+
+    def _next_shard(self) -> None:
+        self._pos, self._row, self._offset = self._pos + 1, 0, 0
+        if self._pos == len(self._order):
+            self._epoch += 1
+            self._pos = 0
+            self._order = [int(i) for i in self._rng.permutation(self.shards.num_shards)]
+            log.warning(
+                "%s: shards exhausted, starting epoch %d (data repeats)", self.name, self._epoch
+            )
+
+    def _advance(self, n: int, out: list[tuple[np.ndarray, int]] | None) -> None:
+        """Consume n stream tokens; with `out`, collect (token slice, first-is-doc-start)."""
+        empty_shards = 0
+        while n > 0:
+            values, offsets = self._shard()
+            if self._row >= len(offsets) - 1:
+                empty_shards += 1
+                if empty_shards > self.shards.num_shards:
+                    raise ValueError(f"{self.name}: shards hold no tokens")
+                self._next_shard()
+                continue
+            empty_shards = 0
+            begin, end = int(offsets[self._row]), int(offsets[self._row + 1])
+            take = min(n, end - begin - self._offset)
+            if take > 0 and out is not None:
+                start = begin + self._offset
+                out.append((values[start : start + take], self._offset == 0))
+            n -= max(take, 0)
+            self._offset += max(take, 0)
+            if begin + self._offset >= end:
+                self._row, self._offset = self._row + 1, 0
+
+    def next_batch(self) -> PackedBatch:
+        """This rank's (batch_size, seq_len) slice of the next global batch."""
+        span = self.batch_size * self.window
+        self._advance(self.rank * span, None)
+        pieces: list[tuple[np.ndarray, int]] = []
+        self._advance(span, pieces)
+        self._advance((self.world_size - self.rank - 1) * span, None)
+        self._tokens_consumed += self.world_size * span
+        tokens = np.concatenate([p for p, _ in pieces])
+        doc_start = np.zeros(span, dtype=bool)
+        at = 0
+        for piece, starts_doc in pieces:
+            doc_start[at] = starts_doc
+            at += len(piece)
+        return pack_windows(tokens, doc_start, self.seq_len)
+
+    # ---- resumable state --------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self._epoch,
+            "shard_order": list(self._order),
+            "shard_pos": self._pos,
+            "row": self._row,
+            "token_offset": self._offset,
+            "rng": copy.deepcopy(self._rng.bit_generator.state),
+            "tokens_consumed": self._tokens_consumed,
+            "num_shards": self.shards.num_shards,
+            "global_batch_tokens": self.world_size * self.batch_size * self.window,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["num_shards"] != self.shards.num_shards:
+            raise LoaderStateError(
+                f"{self.name}: saved loader state is for {state['num_shards']} shards, "
+                f"stage has {self.shards.num_shards}"
+            )
+        global_tokens = self.world_size * self.batch_size * self.window
+        if state["global_batch_tokens"] != global_tokens:
+            raise LoaderStateError(
+                f"{self.name}: saved global batch is {state['global_batch_tokens']} tokens, "
+                f"now {global_tokens} (world_size * batch_size * (seq_len + 1) must match)"
+            )
+        self._epoch = int(state["epoch"])
+        self._order = [int(i) for i in state["shard_order"]]
+        self._pos, self._row = int(state["shard_pos"]), int(state["row"])
+        self._offset = int(state["token_offset"])
+        self._rng.bit_generator.state = copy.deepcopy(state["rng"])
+        self._tokens_consumed = int(state["tokens_consumed"])
+        self._cache = None

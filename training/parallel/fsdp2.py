@@ -1,0 +1,89 @@
+"""Process group, device mesh and FSDP2 wrapping.
+
+gloo on CPU, nccl on CUDA; the mesh is always built explicitly with
+`init_device_mesh(device_type, (world,))` (FSDP2 on CPU needs it). Each transformer
+block is its own FSDP unit (parameters all-gathered just before the block runs and
+freed after), then the root wraps the embeddings, final norm and head.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+    mesh: DeviceMesh
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_type: str | None = None) -> DistEnv:
+    """Join the torchrun process group (env:// rendezvous) and build a 1-D mesh.
+
+    Without torchrun's env (RANK/WORLD_SIZE) a world of one is started on a free local
+    port, so the same code path runs in a notebook.
+    """
+    if device_type is None:
+        device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    if "RANK" not in os.environ:
+        os.environ.update(
+            {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}
+        )
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_type == "cuda":
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    world = dist.get_world_size()
+    mesh = init_device_mesh(device_type, (world,), mesh_dim_names=("dp",))
+    env = DistEnv(dist.get_rank(), local_rank, world, device, mesh)
+    log.debug("rank %d/%d on %s", env.rank, world, device)
+    return env
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def shard_model(model: nn.Module, mesh: DeviceMesh, param_dtype: torch.dtype) -> nn.Module:
+    """fully_shard every block, then the root. Gradients are reduced in fp32."""
+    mp = MixedPrecisionPolicy(
+        param_dtype=None if param_dtype == torch.float32 else param_dtype,
+        reduce_dtype=torch.float32,
+    )
+    blocks = model.blocks  # type: ignore[attr-defined]
+    for i, block in enumerate(blocks):
+        # The last block's params are needed again at once by the root's backward: keep them.
+        fully_shard(block, mesh=mesh, mp_policy=mp, reshard_after_forward=i < len(blocks) - 1)
+    fully_shard(model, mesh=mesh, mp_policy=mp)
+    return model
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
