@@ -56,8 +56,8 @@ def verified_edges(members: DataFrame, shingles: DataFrame | None, threshold: fl
     if shingles is None:
         edges = star_candidates(members).select(F.col("key").alias("src"), F.col("root").alias("dst"))
         edges = checkpoint("edges_unverified", edges.distinct())
-        stats.update(candidate_pairs=edges.count(), verified_pairs=0, rejected_pairs=0,
-                     unverified_pairs=stats.get("candidate_pairs", 0))
+        n = edges.count()
+        stats.update(candidate_pairs=n, verified_pairs=0, rejected_pairs=0, unverified_pairs=n)
         return edges
     accepted = []
     budget = max_pairs
@@ -96,7 +96,7 @@ def verified_edges(members: DataFrame, shingles: DataFrame | None, threshold: fl
             F.col("src").alias("key"), F.col("dst").alias("root"))
         members = cand.join(failed, ["key", "root"], "left_semi").select("band", "bucket", "key")
     stats.update(totals)
-    out = accepted[0]
-    for a in accepted[1:]:
+    out = members.sparkSession.createDataFrame([], "src long, dst long")
+    for a in accepted:
         out = out.unionByName(a)
     return checkpoint("edges", out.distinct())

@@ -2,7 +2,9 @@
 
 Spark names its part files with a per-job UUID and orders rows by whatever the plan
 did; we sort by a key, write a fixed number of files per partition and rename them to
-`part-00000.parquet`, … so that a rerun or a resumed job produces identical output.
+`part-00000.parquet`, … Then each file is re-encoded by pyarrow, in parallel on the
+executors: parquet-mr lists column encodings in a footer in an order that differs from
+one JVM to the next, so Spark's own bytes are not reproducible across runs.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import re
 
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from curation.io.hadoop_fs import HadoopFS
 
@@ -47,8 +48,21 @@ def write_parquet(df: DataFrame, path: str, sort_by: list[str], *, partition_by:
             fs.rename(f, f"{d}/part-{i:05d}.parquet")
     fs.delete(path)
     fs.rename(tmp, path)
+    files = [f for f in fs.list_files(path) if f.endswith(".parquet")]
+    if files:
+        spark.sparkContext.parallelize(files, len(files)).foreach(_reencode)
 
 
-def empty_like_ok(df: DataFrame) -> DataFrame:
-    """A DataFrame with at least its schema, for writing empty outputs."""
-    return df.where(F.lit(True))
+def _reencode(uri: str) -> None:
+    """Rewrite one Parquet file with pyarrow (deterministic footer), atomically."""
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    try:
+        filesystem, path = pafs.FileSystem.from_uri(uri)
+    except Exception:  # a scheme pyarrow cannot open (e.g. no libhdfs): keep Spark's file
+        return
+    table = pq.read_table(path, filesystem=filesystem)
+    tmp = path + ".reencode"
+    pq.write_table(table, tmp, filesystem=filesystem, compression="snappy")
+    filesystem.move(tmp, path)

@@ -1,0 +1,176 @@
+"""Cluster mode: the curation job submitted to a real Spark standalone cluster (master +
+worker on 127.0.0.1, from the pyspark package) writes the same bytes as local mode."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+
+import curation.submit
+from curation.cluster import ClusterError, LocalStandaloneCluster
+from curation.submit import curate_argv
+
+PYTHON = sys.executable
+JOB_TIMEOUT = 300
+# stats.json keys that name the run rather than its result
+RUN_KEYS = {"output", "seconds", "stages", "spark"}
+
+
+def _real_texts(limit: int = 160) -> list[str]:
+    """Debian copyright files: real, varied prose, with natural exact duplicates."""
+    texts = []
+    for path in sorted(Path("/usr/share/doc").glob("*/copyright")):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if 400 <= len(text) <= 12_000:
+            texts.append(text)
+        if len(texts) == limit:
+            break
+    if len(texts) < 60:
+        pytest.skip("too few /usr/share/doc/*/copyright files for a realistic corpus")
+    return texts
+
+
+def _edit(text: str, k: int) -> str:
+    """A near duplicate: every 40th word changed (Jaccard of 5-word shingles stays high)."""
+    words = text.split(" ")
+    for i in range(k % 40, len(words), 40):
+        words[i] = words[i] + "x"
+    return " ".join(words)
+
+
+def _write_corpus(root: Path) -> Path:
+    texts = _real_texts()
+    corpus = root / "corpus"
+    corpus.mkdir()
+    docs_a, docs_b = [], []
+    for i, text in enumerate(texts):
+        (docs_a if i % 2 == 0 else docs_b).append({"id": f"deb-{i:04d}", "text": text,
+                                                   "source": "debian"})
+    for i, text in enumerate(texts[:50]):  # near duplicates from another source
+        docs_b.append({"id": f"near-{i:04d}", "text": _edit(text, i), "source": "mirror"})
+    for i, text in enumerate(texts[50:70]):  # exact copies (case and spacing folded)
+        docs_a.append({"id": f"copy-{i:04d}", "text": "  " + text.upper() + "\n",
+                       "source": "mirror"})
+    lines_a = [json.dumps(d).encode() for d in docs_a]
+    lines_b = [json.dumps(d, ensure_ascii=False).encode() for d in docs_b]
+    lines_a += [b'{"id": "broken-1", "text": "unterminated', b"[1, 2, 3]",
+                b'{"id": "notext-1", "title": "no text"}',
+                json.dumps({"id": "deb-0000", "text": "a repeated id"}).encode()]
+    lines_b += [b'{"id": "bad-utf8", "text": "caf\xe9"}', b'{"id": 7, "text": "   "}']
+    (corpus / "debian-a.jsonl").write_bytes(b"\n".join(lines_a) + b"\n")
+    with gzip.open(corpus / "debian-b.jsonl.gz", "wb") as f:
+        f.write(b"\n".join(lines_b) + b"\n")
+    return corpus
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, PYSPARK_PYTHON=PYTHON, SPARK_LOCAL_IP="127.0.0.1")
+    env.pop("SPARK_MASTER", None)
+    return env
+
+
+def _run(cmd: list[str], env: dict[str, str], what: str) -> None:
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT)
+    assert res.returncode == 0, f"{what} failed ({res.returncode}):\n{res.stdout}\n{res.stderr[-4000:]}"
+
+
+def _files(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _assert_same_output(local: Path, cluster: Path, name: str) -> None:
+    a, b = _files(local / name), _files(cluster / name)
+    assert a, f"local run wrote nothing under {name}/"
+    assert sorted(a) == sorted(b), f"{name}/: different files {sorted(a)} vs {sorted(b)}"
+    if a != b:  # say whether the rows differ or only the encoding
+        rows_equal = (pq.read_table(local / name).to_pylist()
+                      == pq.read_table(cluster / name).to_pylist())
+        different = [f for f in a if a[f] != b[f]]
+        pytest.fail(f"{name}/: bytes differ in {different}; rows equal: {rows_equal}")
+
+
+def _stats(out: Path) -> dict:
+    stats = json.loads((out / "stats.json").read_text())
+    return {k: v for k, v in stats.items() if k not in RUN_KEYS}
+
+
+def _spark_processes(cluster: LocalStandaloneCluster) -> list[int]:
+    """Live processes whose command line mentions this cluster's directory or ports."""
+    marks = (str(cluster.root), f":{cluster.port}", f"--webui-port {cluster.ui_port}")
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if any(m in cmd for m in marks) and p.pid != os.getpid():
+            found.append(p.pid)
+    return found
+
+
+def test_submit_argv_is_sharpen_curate() -> None:
+    assert curate_argv(["dedup", "--input", "a", "--output", "b"]) == [
+        "curate", "dedup", "--input", "a", "--output", "b"]
+    assert curate_argv(["-v", "--input", "a", "-o", "b"])[:2] == ["-v", "curate"]
+    with pytest.raises(ValueError, match="spark-submit's --master"):
+        curate_argv(["--input", "a", "--output", "b", "--master", "local[2]"])
+
+
+@pytest.mark.slow
+def test_cluster_mode_output_equals_local_mode(tmp_path: Path) -> None:
+    corpus = _write_corpus(tmp_path)
+    env = _env()
+    modes = {"dedup": ["dedup"], "full": []}
+    for mode, sub in modes.items():
+        _run([PYTHON, "-m", "sharpen.cli", "curate", *sub, "--master", "local[2]",
+              "--input", str(corpus), "--output", str(tmp_path / f"local-{mode}")], env,
+             f"local {mode} run")
+
+    app = curation.submit.__file__
+    with LocalStandaloneCluster(cores=2, memory="2g", python=PYTHON) as cluster:
+        for mode, sub in modes.items():
+            out = tmp_path / f"cluster-{mode}"
+            _run(cluster.submit_command(app, [*sub, "--input", str(corpus), "--output", str(out)],
+                                        driver_memory="1g"), cluster.env(), f"cluster {mode} run")
+        apps = cluster.state().get("completedapps", [])
+        live = [p.pid for p in cluster.processes()]
+    # both jobs ran on the cluster's executors, not in a local driver
+    assert len(apps) == 2 and all(a.get("cores", 0) > 0 or a.get("state") == "FINISHED"
+                                  for a in apps), apps
+    assert all(a["state"] == "FINISHED" for a in apps), apps
+    # the cluster is gone: its daemons and executors, and anything naming its dir or ports
+    assert live and not [p for p in live if psutil.pid_exists(p)
+                         and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert _spark_processes(cluster) == []
+
+    dedup_stats = _stats(tmp_path / "local-dedup")
+    assert dedup_stats["removed_exact_dup"] > 0 and dedup_stats["removed_near_dup"] > 0
+    assert dedup_stats["counts"]["quarantined"] >= 5, dedup_stats["quarantined_by_reason"]
+    for mode in modes:
+        local, remote = tmp_path / f"local-{mode}", tmp_path / f"cluster-{mode}"
+        assert _stats(remote) == _stats(local), mode
+        names = ["dedup", "removed", "quarantine"] + (["curated"] if mode == "full" else [])
+        for name in names:
+            _assert_same_output(local, remote, name)
+    spark_info = json.loads((tmp_path / "cluster-full" / "stats.json").read_text())["spark"]
+    assert spark_info["master"] == cluster.master_url
+
+
+@pytest.mark.slow
+def test_cluster_start_failure_is_clear_and_leaves_nothing(tmp_path: Path) -> None:
+    cluster = LocalStandaloneCluster(cores=1, memory="not-a-size", workdir=tmp_path / "spark",
+                                     start_timeout=60)
+    with pytest.raises(ClusterError, match="worker"):
+        with cluster:
+            pytest.fail("the cluster must not start with an invalid worker memory")
+    assert _spark_processes(cluster) == []
