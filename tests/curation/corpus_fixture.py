@@ -12,14 +12,14 @@ FALLBACK = Path(__file__).resolve().parents[2] / "data" / "sample" / "web.jsonl.
 
 
 def real_texts(n: int) -> list[str]:
-    """n distinct-path real texts of 300..20k chars."""
-    out = []
+    """n distinct real texts of 300..20k chars (they may still be near duplicates)."""
+    out: list[str] = []
     for f in sorted(glob.glob("/usr/share/doc/*/copyright")):
         try:
             t = Path(f).read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
             continue
-        if 300 <= len(t) <= 20_000:
+        if 300 <= len(t) <= 20_000 and t not in out:
             out.append(t)
         if len(out) == n:
             return out
