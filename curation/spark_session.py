@@ -41,8 +41,10 @@ def get_spark(master: str | None = None, app_name: str = "sharpen-curate",
     active = SparkSession.getActiveSession()
     if active is not None and (master is None or active.sparkContext.master == master):
         return active
-    from pyspark import SparkConf
+    from pyspark import SparkConf, SparkContext
 
+    # connect to the JVM first: under spark-submit, its --master is only visible there
+    SparkContext._ensure_initialized()
     builder = SparkSession.builder.appName(app_name)
     if master is not None:
         builder = builder.master(master)

@@ -26,12 +26,14 @@ def write_parquet(df: DataFrame, path: str, sort_by: list[str], *, partition_by:
     fs.delete(tmp)
     if partition_by:
         # `files` range partitions per value of partition_by, each sorted
+        # range partitioning is never optimised away and never splits one value, so with
+        # files=1 each value of partition_by is written by exactly one task (one file)
         out = df.repartitionByRange(files * 64, partition_by, *sort_by) if files > 1 else (
-            df.repartition(partition_by))
+            df.repartitionByRange(partition_by))
         out = out.sortWithinPartitions(partition_by, *sort_by)
         out.write.mode("overwrite").partitionBy(partition_by).parquet(tmp)
     else:
-        out = df.repartitionByRange(files, *sort_by) if files > 1 else df.coalesce(1)
+        out = df.repartitionByRange(files, *sort_by) if files > 1 else df.repartition(1)
         out = out.sortWithinPartitions(*sort_by)
         out.write.mode("overwrite").parquet(tmp)
     # rename part files deterministically within each directory
@@ -66,3 +68,8 @@ def _reencode(uri: str) -> None:
     tmp = path + ".reencode"
     pq.write_table(table, tmp, filesystem=filesystem, compression="snappy")
     filesystem.move(tmp, path)
+    # Hadoop's local filesystem keeps a checksum beside each file: now stale, drop it
+    folder, _, name = path.rpartition("/")
+    crc = f"{folder}/.{name}.crc"
+    if filesystem.get_file_info(crc).type != pafs.FileType.NotFound:
+        filesystem.delete_file(crc)

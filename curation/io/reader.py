@@ -3,7 +3,8 @@
 Lines are read as raw bytes (`text` source cast to binary) so that invalid UTF-8 is
 caught and quarantined instead of being silently replaced. Each row carries its input
 position (file, block start, position in the partition), which orders records the same
-way whatever the partitioning: it decides which copy of a repeated id is kept.
+way whatever the partitioning (see `parse_batches`): it decides which copy of a
+repeated id is kept.
 """
 
 from __future__ import annotations
@@ -64,7 +65,6 @@ def _raw_lines(spark: SparkSession, jsonl: list[str], parquet: list[str]) -> Dat
             F.col("value").cast("binary").alias("raw"),
             F.col("_metadata.file_path").alias("file"),
             F.col("_metadata.file_block_start").alias("block"),
-            F.monotonically_increasing_id().alias("pos"),
         ))
     if parquet:
         df = spark.read.parquet(*parquet)
@@ -75,7 +75,6 @@ def _raw_lines(spark: SparkSession, jsonl: list[str], parquet: list[str]) -> Dat
             F.to_json(F.struct(*[F.col(c) for c in df.columns])).cast("binary").alias("raw"),
             F.col("_metadata.file_path").alias("file"),
             F.col("_metadata.file_block_start").alias("block"),
-            F.monotonically_increasing_id().alias("pos"),
         ))
     out = frames[0]
     for f in frames[1:]:

@@ -119,15 +119,26 @@ class RecordParser:
 
 
 def parse_batches(batches, cfg: CurationConfig):
-    """mapInArrow body: (raw binary, file, block, pos) batches -> PARSED_SCHEMA batches."""
+    """mapInArrow body: (raw binary, file, block) batches -> PARSED_SCHEMA batches.
+
+    `pos` is the record's index among the non-blank lines of its input split (file,
+    block start): a split is never divided between partitions and arrives in order, so
+    (file, block, pos) names a record the same way whatever the Spark parallelism.
+    """
     parser = RecordParser(cfg)
     names = PARSED_SCHEMA.names
+    seen: dict[tuple[str, int], int] = {}
     for batch in batches:
         raws = batch.column("raw").to_pylist()
         files = batch.column("file").to_pylist()
+        blocks = batch.column("block").to_pylist()
+        positions = []
+        for key in zip(files, blocks, strict=True):
+            positions.append(seen.get(key, 0))
+            seen[key] = positions[-1] + 1
         rows = [parser.parse(r if r is not None else b"", f) for r, f in zip(raws, files, strict=True)]
         cols = {n: [row.get(n) for row in rows] for n in names[:8]}
         cols["file"] = files
-        cols["block"] = batch.column("block")
-        cols["pos"] = batch.column("pos")
+        cols["block"] = blocks
+        cols["pos"] = positions
         yield pa.RecordBatch.from_pydict(cols, schema=PARSED_SCHEMA)
