@@ -16,9 +16,15 @@ from curation.filters.runner import evaluate
 from curation.quality.heuristic_score import heuristic_quality
 
 ANNOTATION_DDL = (
-    "id string, new_text string, n_chars long, removed_by string, heuristic_flags array<string>, "
-    "norm_hash binary, quality_score double"
+    "id string, source string, domain string, text string, meta string, n_chars long, "
+    "removed_by string, heuristic_flags array<string>, norm_hash binary, quality_score double"
 )
+_SCHEMA = pa.schema([
+    ("id", pa.string()), ("source", pa.string()), ("domain", pa.string()), ("text", pa.string()),
+    ("meta", pa.string()), ("n_chars", pa.int64()), ("removed_by", pa.string()),
+    ("heuristic_flags", pa.list_(pa.string())), ("norm_hash", pa.binary()),
+    ("quality_score", pa.float64()),
+])
 
 
 def norm_hash(text: str) -> bytes:
@@ -27,6 +33,8 @@ def norm_hash(text: str) -> bytes:
 
 
 def annotate_batches(batches, cfg: CurationConfig):
+    """mapInArrow body: documents in, the same documents plus their signals out (the
+    text passes through, replaced only when a filter is configured to rewrite it)."""
     for batch in batches:
         texts = batch.column("text").to_pylist()
         domains = batch.column("domain").to_pylist()
@@ -34,14 +42,13 @@ def annotate_batches(batches, cfg: CurationConfig):
         final = [r.text if r.text is not None else t for r, t in zip(results, texts, strict=True)]
         yield pa.RecordBatch.from_pydict({
             "id": batch.column("id"),
-            "new_text": [r.text for r in results],
+            "source": batch.column("source"),
+            "domain": batch.column("domain"),
+            "text": final,
+            "meta": batch.column("meta"),
             "n_chars": [len(t) for t in final],
             "removed_by": [r.removed_by for r in results],
             "heuristic_flags": [r.flags for r in results],
             "norm_hash": [norm_hash(t) for t in final],
             "quality_score": [heuristic_quality(t) for t in final],
-        }, schema=pa.schema([
-            ("id", pa.string()), ("new_text", pa.string()), ("n_chars", pa.int64()),
-            ("removed_by", pa.string()), ("heuristic_flags", pa.list_(pa.string())),
-            ("norm_hash", pa.binary()), ("quality_score", pa.float64()),
-        ]))
+        }, schema=_SCHEMA)

@@ -15,7 +15,6 @@ import time
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.window import Window
 
 from curation.annotate import ANNOTATION_DDL, annotate_batches
 from curation.config import CurationConfig
@@ -54,11 +53,15 @@ class CurationJob:
     def _validated(self) -> DataFrame:
         parsed = read_documents(self.spark, self.inputs, self.cfg)
         valid = parsed.where(F.col("q_reason").isNull())
-        order = Window.partitionBy("id").orderBy("file", "block", "pos")
-        ranked = valid.withColumn("_rank", F.row_number().over(order)).withColumn(
-            "_first", F.first(F.struct("file", "block", "pos")).over(order))
-        repeated = F.col("_rank") > 1
-        valid = ranked.select(
+        # repeated ids: aggregate positions per id (no text moves), then broadcast the
+        # table of repeated ids (small in practice: one row per id seen twice or more)
+        first = valid.groupBy("id").agg(
+            F.count("*").alias("_n"), F.min(F.struct("file", "block", "pos")).alias("_first"),
+        ).where("_n > 1").drop("_n")
+        marked = valid.join(F.broadcast(first), "id", "left")
+        repeated = F.col("_first").isNotNull() & (
+            F.struct("file", "block", "pos") != F.col("_first"))
+        valid = marked.select(
             *[c for c in parsed.columns if c not in ("q_reason", "q_detail", "q_raw")],
             F.when(repeated, F.lit("duplicate_id")).alias("q_reason"),
             F.when(repeated, F.format_string("id %s already read at %s (block %d, position %d)",
@@ -74,15 +77,12 @@ class CurationJob:
                 name: getattr(cfg.filters, name).model_copy(update={"enabled": False})
                 for name in ("gopher_quality", "gopher_repetition", "c4", "fineweb")})})
         valid = validated.where(F.col("q_reason").isNull())
-        notes = valid.select("id", "domain", "text").mapInArrow(
+        notes = valid.select("id", "source", "domain", "text", "meta").mapInArrow(
             lambda it: annotate_batches(it, cfg), ANNOTATION_DDL)
         prio = F.lit(len(self.cfg.source_priority))
         for i, src in enumerate(self.cfg.source_priority):
             prio = F.when(F.col("source") == src, F.lit(i)).otherwise(prio)
-        return valid.join(notes, "id").select(
-            "id", "source", "domain", F.coalesce("new_text", "text").alias("text"), "meta",
-            "n_chars", "removed_by", "heuristic_flags", "norm_hash", "quality_score",
-            prio.alias("prio"))
+        return notes.withColumn("prio", prio)
 
     def _exact(self, annotated: DataFrame) -> DataFrame:
         survivors = annotated.where(F.col("removed_by").isNull()).select(
