@@ -46,11 +46,15 @@ def connected_components(edges: DataFrame, checkpoint, max_iterations: int = 60,
     current = checkpoint("cc_0", edges.where(F.col("src") != F.col("dst"))
                          .select(F.greatest("src", "dst").alias("src"),
                                  F.least("src", "dst").alias("dst")).distinct())
+    if current.limit(1).count() == 0:  # no edges: every document is its own cluster
+        if stats is not None:
+            stats["cc_iterations"] = 0
+        return current.select(F.col("src").alias("key"), F.col("dst").alias("root"))
     for i in range(1, max_iterations + 1):
         nxt = checkpoint(f"cc_{i}", _small_star(_large_star(current)))
-        changed = nxt.exceptAll(current).limit(1).count() + current.exceptAll(nxt).limit(1).count()
-        log.info("connected components: round %d, %d edges%s", i, nxt.count(),
-                 "" if changed else " (converged)")
+        # one job: is any edge in one set and not the other?
+        changed = nxt.exceptAll(current).unionByName(current.exceptAll(nxt)).limit(1).count()
+        log.info("connected components: round %d%s", i, "" if changed else " (converged)")
         current = nxt
         if not changed:
             if stats is not None:

@@ -83,8 +83,8 @@ def verified_edges(members: DataFrame, shingles: DataFrame | None, threshold: fl
         scored = checkpoint(f"scored_{r}", score_pairs(pairs, shingles))
         ok = scored.where(F.col("jaccard") >= threshold).select("src", "dst")
         accepted.append(ok)
-        n_checked = scored.count()
-        n_ok = ok.count()
+        counts = scored.agg(F.count("*"), F.sum((F.col("jaccard") >= threshold).cast("long"))).first()
+        n_checked, n_ok = int(counts[0]), int(counts[1] or 0)
         budget -= n_checked
         totals["verified_pairs"] += n_ok
         totals["rejected_pairs"] += n_checked - n_ok
