@@ -1,0 +1,39 @@
+"""Boilerplate: hundreds of near-identical documents share every LSH bucket. They must
+form one cluster, with star edges built by aggregation + join (no per-bucket lists)."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+from corpus_fixture import real_texts, write_jsonl
+
+from curation.config import CurationConfig
+from curation.dedup.lsh import bucket_members, star_candidates
+from curation.pipeline import CurationJob
+
+
+def test_giant_bucket_becomes_one_cluster(spark, tmp_path):
+    boiler = real_texts(1)[0]
+    n = 300
+    recs = [{"id": f"b{i:04d}", "text": f"{boiler}\nserial {i:04d}", "source": "mirror"}
+            for i in range(n)]
+    recs += [{"id": f"u{i}", "text": t} for i, t in enumerate(real_texts(6)[1:])]
+    write_jsonl(tmp_path / "in.jsonl", recs)
+    stats = CurationJob(spark, [str(tmp_path / "in.jsonl")], str(tmp_path / "out"),
+                        CurationConfig(), mode="dedup").run()
+    rows = {r["id"]: r for r in pq.read_table(tmp_path / "out" / "dedup").to_pylist()}
+    boiler_rows = [rows[f"b{i:04d}"] for i in range(n)]
+    assert {r["cluster_size"] for r in boiler_rows} == {n}
+    assert len({r["cluster_id"] for r in boiler_rows}) == 1
+    # equal quality and source: the smallest id keeps
+    assert [r["id"] for r in boiler_rows if r["keep"]] == ["b0000"]
+    assert stats["clusters"]["largest"] == n
+    # star edges: n - 1 pairs per bucket, not n^2
+    assert stats["dedup"]["candidate_pairs"] <= (n - 1) + 10
+
+
+def test_star_edges_never_collect_a_bucket(spark):
+    sigs = spark.createDataFrame([(k, [7, 8]) for k in range(50)], "key long, bands array<long>")
+    plan = star_candidates(bucket_members(sigs))._jdf.queryExecution().executedPlan().toString()
+    assert "collect_list" not in plan and "collect_set" not in plan
+    edges = star_candidates(bucket_members(sigs)).collect()
+    assert len(edges) == 2 * 49 and {r["root"] for r in edges} == {0}
