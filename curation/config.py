@@ -76,8 +76,3 @@ class CurationConfig(_Strict):
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping at top level")
         return cls.model_validate(data)
-
-    def fingerprint(self) -> str:
-        import hashlib
-
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
