@@ -9,6 +9,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from curation.io.parquet_output import write_parquet
+
 CURATED_COLUMNS = [
     "id", "source", "domain", "text", "n_chars", "lang", "exact_dup_count", "cluster_id",
     "cluster_size", "n_sources", "quality_fasttext", "quality_kenlm_ppl", "heuristic_flags",
@@ -29,8 +31,6 @@ def quality_buckets(keepers: DataFrame, percentiles: list[float]) -> DataFrame:
 
 
 def write_outputs(job, validated: DataFrame, annotated: DataFrame, assigned: DataFrame) -> None:
-    from curation.io.parquet_output import write_parquet
-
     out, cfg = job.output, job.cfg
     quarantine = validated.where(F.col("q_reason").isNotNull()).select(
         F.col("q_reason").alias("reason"), F.col("q_detail").alias("detail"), "file", "block",

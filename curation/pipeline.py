@@ -27,6 +27,7 @@ from curation.dedup.verify import verified_edges
 from curation.filters.runner import rule_names
 from curation.io.hadoop_fs import HadoopFS
 from curation.io.reader import list_input_files, read_documents
+from curation.outputs import write_outputs
 from curation.stage_store import StageStore
 from curation.stats import build_stats
 
@@ -44,14 +45,14 @@ class CurationJob:
         self.stats: dict = {}
 
     def _fingerprint(self) -> str:
-        jsonl, parquet = list_input_files(self.spark, self.inputs)
+        jsonl, parquet = self.files
         sig = [self.fs.file_signature(f) for f in jsonl + parquet]
         blob = json.dumps([PIPELINE_VERSION, self.mode, self.cfg.model_dump(mode="json"), sig])
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
     # -- stages ---------------------------------------------------------------------
     def _validated(self) -> DataFrame:
-        parsed = read_documents(self.spark, self.inputs, self.cfg)
+        parsed = read_documents(self.spark, *self.files, self.cfg)
         valid = parsed.where(F.col("q_reason").isNull())
         # repeated ids: aggregate positions per id (no text moves), then broadcast the
         # table of repeated ids (small in practice: one row per id seen twice or more)
@@ -129,6 +130,7 @@ class CurationJob:
         started = time.perf_counter()
         d = self.cfg.dedup
         self.spark.conf.set("spark.sql.shuffle.partitions", str(self.cfg.shuffle_partitions))
+        self.files = list_input_files(self.spark, self.inputs)  # listed once per run
         self.lsh = choose_lsh_params(d.threshold, d.num_perm, d.false_positive_weight,
                                      d.false_negative_weight, d.bands, d.rows)
         store = StageStore(self.spark, f"{self.output}/_stages", self._fingerprint())
@@ -147,8 +149,6 @@ class CurationJob:
             components = store.stage("components", lambda: connected_components(
                 edges, store.scratch("cc_work"), d.max_cc_iterations, dedup_stats), dedup_stats)
         assigned = store.stage("assigned", lambda: self._assigned(exact, components))
-        from curation.outputs import write_outputs
-
         write_outputs(self, validated, annotated, assigned)
         self.stats = build_stats(self, validated, annotated, assigned, store, dedup_stats,
                                  rule_names(self.cfg.filters) if self.mode == "full" else [],

@@ -6,13 +6,10 @@ the job rather than being written down.
 
 from __future__ import annotations
 
-import logging
 import platform
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-
-log = logging.getLogger(__name__)
 
 
 def _counts(df: DataFrame, col: str) -> dict[str, int]:

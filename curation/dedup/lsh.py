@@ -47,15 +47,12 @@ def signature_batches(batches, spec: ShingleSpec, num_perm: int, seed: int,
         hashes, offsets = shingle_hashes(texts, spec)
         sig = hasher.signatures(hashes, offsets)
         bands = band_hashes(sig, params)
-        counts = np.diff(offsets)
-        band_off = np.arange(len(texts) + 1, dtype=np.int32) * params.bands
-        band_arr = pa.ListArray.from_arrays(pa.array(band_off), pa.array(bands.reshape(-1)))
-        empty = counts == 0  # no shingles: such a document cannot be a near duplicate
-        if empty.any():
-            lens = np.where(empty, 0, params.bands).astype(np.int32)
-            off = np.zeros(len(texts) + 1, dtype=np.int32)
-            np.cumsum(lens, out=off[1:])
-            band_arr = pa.ListArray.from_arrays(pa.array(off), pa.array(bands[~empty].reshape(-1)))
+        # a document without shingles gets no bands: it cannot be a near duplicate
+        lens = np.where(np.diff(offsets) > 0, params.bands, 0).astype(np.int32)
+        band_off = np.zeros(len(texts) + 1, dtype=np.int32)
+        np.cumsum(lens, out=band_off[1:])
+        band_arr = pa.ListArray.from_arrays(pa.array(band_off),
+                                            pa.array(bands[lens > 0].reshape(-1)))
         if keep_shingles:
             shingles = [np.unique(hashes[offsets[i] : offsets[i + 1]]).tobytes()
                         for i in range(len(texts))]

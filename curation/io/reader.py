@@ -82,12 +82,12 @@ def _raw_lines(spark: SparkSession, jsonl: list[str], parquet: list[str]) -> Dat
     return out
 
 
-def read_documents(spark: SparkSession, paths: list[str], cfg: CurationConfig) -> DataFrame:
-    """All non-blank input records, parsed: valid rows have `q_reason` null.
-
-    Repeated ids are resolved later (the pipeline's `validated` stage), by input order.
+def read_documents(spark: SparkSession, jsonl: list[str], parquet: list[str],
+                   cfg: CurationConfig) -> DataFrame:
+    """All non-blank records of these files (from `list_input_files`), parsed: valid rows
+    have `q_reason` null. Repeated ids are resolved later (the pipeline's `validated`
+    stage), by input order.
     """
-    jsonl, parquet = list_input_files(spark, paths)
     log.info("reading %d JSONL and %d Parquet files", len(jsonl), len(parquet))
     raw = _raw_lines(spark, jsonl, parquet)
     # blank lines are not records (trailing newlines); everything else is accounted for
