@@ -76,7 +76,7 @@ def test_keepers_and_cluster_signals(run):
     dedup = {r["id"]: r for r in pq.read_table(tmp / "out" / "dedup").to_pylist()}
     # exact duplicate (case only) of d001: the same quality, so priority decides: copyright
     assert dedup["x-exact"]["keep"] is False and dedup["x-exact"]["reason"] == "exact_dup"
-    assert dedup["x-exact"]["duplicate_of"] == dedup["x-exact"]["duplicate_of"]
+    assert dedup["x-exact"]["duplicate_of"] == "d001"
     c = dedup["d002"]["cluster_id"]
     members = [r for r in dedup.values() if r["cluster_id"] == c]
     assert {"d002", "a-near", "z-near"} <= {r["id"] for r in members}
