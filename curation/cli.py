@@ -15,6 +15,9 @@ def _common(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--config", help="curation config YAML (see curation/config.py)")
     p.add_argument("--master", help="Spark master URL (default local[*]; spark-submit sets its own)")
     p.add_argument("--threshold", type=float, help="near-duplicate Jaccard threshold")
+    p.add_argument("--conf", action="append", metavar="KEY=VALUE",
+                   help="any spark.* setting (repeatable), e.g. --conf spark.driver.memory=8g; "
+                        "wins over the config's `spark:`")
 
 
 def register(sub) -> None:
@@ -35,7 +38,9 @@ def register(sub) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from curation.config import CurationConfig
+    from curation.errors import JobFailed, is_spark_error, root_cause
     from curation.pipeline import run_curation
+    from curation.spark_session import parse_conf_args, spark_log_path
 
     if not args.input or not args.output:
         args._curate_parser.error("--input and --output are required")
@@ -43,7 +48,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.threshold is not None:
         cfg = cfg.model_copy(update={"dedup": cfg.dedup.model_copy(update={"threshold": args.threshold})})
         CurationConfig.model_validate(cfg.model_dump())
-    stats = run_curation(args.input, args.output, cfg, master=args.master, mode=args.mode)
+    conf = parse_conf_args(args.conf)
+    try:
+        stats = run_curation(args.input, args.output, cfg, master=args.master, mode=args.mode,
+                             spark_conf=conf)
+    except Exception as e:
+        if args.verbose or not is_spark_error(e):
+            raise
+        raise JobFailed(f"{root_cause(e)} (Spark log: {spark_log_path()}; rerun with -v for "
+                        "the trace; a rerun resumes from the last finished stage)") from e
     c = stats["counts"]
     print(f"in {c['input']} = kept {c['kept']} + removed {c['removed']} "
           f"+ quarantined {c['quarantined']}")

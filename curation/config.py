@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from curation.filters.config import FilterConfig
 
@@ -19,6 +19,7 @@ class _Strict(BaseModel):
 
 class ValidationConfig(_Strict):
     max_text_chars: int = Field(2_000_000, gt=0, description="Longer texts are quarantined (`text_too_large`).")
+    max_record_bytes: int = Field(32 << 20, gt=0, description="A JSONL line longer than this many bytes is quarantined as `text_too_large` without being decoded: it is skipped in 1 MiB pieces and only `raw_preview_bytes` of it are kept, so no record can exhaust a Python worker or the JVM heap. The default (32 MiB) admits any `max_text_chars` text even with every character escaped.")
     max_control_fraction: float = Field(0.05, ge=0, le=1, description="Texts with a NUL byte or more than this fraction of control characters (other than tab/newline) are quarantined as `binary_text`.")
     raw_preview_bytes: int = Field(2048, ge=0, description="How much of a bad record's raw bytes the quarantine row keeps.")
 
@@ -64,6 +65,15 @@ class CurationConfig(_Strict):
     quality: QualityConfig = Field(default_factory=QualityConfig, description="Quality bucketing.")
     shuffle_partitions: int = Field(8, ge=1, description="Spark shuffle width; fixed so that outputs are byte-identical run to run.")
     output_files_per_domain: int = Field(1, ge=1, description="Parquet files per domain in the curated table.")
+    input_split_mb: int = Field(64, ge=1, description="Uncompressed JSONL files are read in byte-range splits of this size, one task each (gzip files are one split each).")
+    spark: dict[str, str] = Field(default_factory=dict, description="Any `spark.*` setting, e.g. `spark.driver.memory: 8g`; `--conf KEY=VALUE` on the command line wins. Each is checked to have reached the running JVM (see curation/spark_session.py for the defaults and what they mean for input size).")
+
+    @model_validator(mode="after")
+    def _spark_keys(self) -> CurationConfig:
+        bad = [k for k in self.spark if not k.startswith("spark.")]
+        if bad:
+            raise ValueError(f"spark: keys must start with 'spark.', got {bad}")
+        return self
 
     @classmethod
     def load(cls, path: str | Path | None) -> CurationConfig:
@@ -72,7 +82,28 @@ class CurationConfig(_Strict):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"curation config not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}:{yaml_line(e)}: invalid YAML: {yaml_problem(e)}") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping at top level")
-        return cls.model_validate(data)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise ValueError(f"{path}: {_one_line(e)}") from None
+
+
+def yaml_line(e: yaml.YAMLError) -> str:
+    """1-based line of a YAML error ('?' when PyYAML gives none)."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    return str(mark.line + 1) if mark is not None else "?"
+
+
+def yaml_problem(e: yaml.YAMLError) -> str:
+    return " ".join(str(getattr(e, "problem", None) or e).split())
+
+
+def _one_line(e: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
+                     for err in e.errors())

@@ -6,6 +6,8 @@ duplicate decision that removed it) or quarantine (with the reason it is invalid
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -30,12 +32,13 @@ def quality_buckets(keepers: DataFrame, percentiles: list[float]) -> DataFrame:
     return keepers.join(cuts, "domain").withColumn("quality_bucket", bucket).drop("_cuts")
 
 
-def write_outputs(job, validated: DataFrame, annotated: DataFrame, assigned: DataFrame) -> None:
+def write_outputs(job, validated: DataFrame, annotated: DataFrame, assigned: DataFrame,
+                  commit: Callable[[str, str], None] | None = None) -> None:
     out, cfg = job.output, job.cfg
     quarantine = validated.where(F.col("q_reason").isNotNull()).select(
         F.col("q_reason").alias("reason"), F.col("q_detail").alias("detail"), "file", "block",
         "pos", "id", F.col("q_raw").alias("raw"))
-    write_parquet(quarantine, f"{out}/quarantine", ["file", "block", "pos"])
+    write_parquet(quarantine, f"{out}/quarantine", ["file", "block", "pos"], commit=commit)
 
     docs = annotated.select("id", "source", "domain", "text")
     filtered = annotated.where(F.col("removed_by").isNotNull()).select(
@@ -44,7 +47,7 @@ def write_outputs(job, validated: DataFrame, annotated: DataFrame, assigned: Dat
         "text")
     dups = assigned.where(~F.col("keep")).join(docs, "id").select(
         "id", "source", "domain", "reason", "duplicate_of", "cluster_id", "text")
-    write_parquet(filtered.unionByName(dups), f"{out}/removed", ["id"])
+    write_parquet(filtered.unionByName(dups), f"{out}/removed", ["id"], commit=commit)
 
     dedup = assigned
     if job.mode == "dedup":  # every input record appears in dedup/
@@ -54,7 +57,7 @@ def write_outputs(job, validated: DataFrame, annotated: DataFrame, assigned: Dat
             F.lit(None).cast("long").alias("exact_dup_count"), F.lit(False).alias("keep"),
             F.concat(F.lit("quarantine:"), "reason").alias("reason"),
             F.lit(None).cast("string").alias("duplicate_of")))
-    write_parquet(dedup, f"{out}/dedup", ["id", "reason"])
+    write_parquet(dedup, f"{out}/dedup", ["id", "reason"], commit=commit)
 
     if job.mode == "full":
         keepers = assigned.where(F.col("keep")).join(annotated, "id").select(
@@ -65,4 +68,4 @@ def write_outputs(job, validated: DataFrame, annotated: DataFrame, assigned: Dat
             "heuristic_flags", "quality_score", "meta")
         curated = quality_buckets(keepers, cfg.quality.bucket_percentiles).select(*CURATED_COLUMNS)
         write_parquet(curated, f"{out}/curated", ["id"], partition_by="domain",
-                      files=cfg.output_files_per_domain)
+                      files=cfg.output_files_per_domain, commit=commit)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import time
+from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -26,13 +27,25 @@ from curation.dedup.minhash import ShingleSpec
 from curation.dedup.verify import verified_edges
 from curation.filters.runner import rule_names
 from curation.io.hadoop_fs import HadoopFS
-from curation.io.reader import list_input_files, read_documents
+from curation.io.jsonl_splits import Split, plan_splits
+from curation.io.output_checks import check_output
+from curation.io.output_lock import OutputLock
+from curation.io.reader import InputFiles, list_input_files, parquet_row_counts, read_documents
 from curation.outputs import write_outputs
 from curation.stage_store import StageStore
 from curation.stats import build_stats
 
 log = logging.getLogger(__name__)
-PIPELINE_VERSION = "1"
+
+
+def code_version() -> str:
+    """sha256 of the curation package's source: a stage is reused only by the code that
+    wrote it (no version number to remember to bump)."""
+    h = hashlib.sha256()
+    root = Path(__file__).parent
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 class CurationJob:
@@ -42,34 +55,72 @@ class CurationJob:
             raise ValueError(f"mode must be 'full' or 'dedup', got {mode!r}")
         self.spark, self.inputs, self.output, self.cfg, self.mode = spark, inputs, output.rstrip("/"), cfg, mode
         self.fs = HadoopFS(spark)
+        d = cfg.dedup
+        self.lsh = choose_lsh_params(d.threshold, d.num_perm, d.false_positive_weight,
+                                     d.false_negative_weight, d.bands, d.rows)
+        self.files: InputFiles | None = None  # listed once, by run()
+        self.splits: list[Split] = []
         self.stats: dict = {}
 
     def _fingerprint(self) -> str:
-        jsonl, parquet = self.files
-        sig = [self.fs.file_signature(f) for f in jsonl + parquet]
-        blob = json.dumps([PIPELINE_VERSION, self.mode, self.cfg.model_dump(mode="json"), sig])
+        sig = [list(f) for f in self.files.all]
+        blob = json.dumps([code_version(), self.mode, self.cfg.model_dump(mode="json"), sig])
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
     # -- stages ---------------------------------------------------------------------
     def _validated(self) -> DataFrame:
-        parsed = read_documents(self.spark, *self.files, self.cfg)
-        valid = parsed.where(F.col("q_reason").isNull())
+        parsed = read_documents(self.spark, self.splits, [p for p, _, _ in self.files.parquet],
+                                self.cfg)
+        doc = F.col("kind") == "doc"
         # repeated ids: aggregate positions per id (no text moves), then broadcast the
         # table of repeated ids (small in practice: one row per id seen twice or more)
-        first = valid.groupBy("id").agg(
+        first = parsed.where(doc & F.col("q_reason").isNull()).groupBy("id").agg(
             F.count("*").alias("_n"), F.min(F.struct("file", "block", "pos")).alias("_first"),
         ).where("_n > 1").drop("_n")
-        marked = valid.join(F.broadcast(first), "id", "left")
-        repeated = F.col("_first").isNotNull() & (
+        marked = parsed.join(F.broadcast(first), "id", "left")
+        repeated = doc & F.col("q_reason").isNull() & F.col("_first").isNotNull() & (
             F.struct("file", "block", "pos") != F.col("_first"))
-        valid = marked.select(
+        return marked.select(
             *[c for c in parsed.columns if c not in ("q_reason", "q_detail", "q_raw")],
-            F.when(repeated, F.lit("duplicate_id")).alias("q_reason"),
+            F.when(repeated, F.lit("duplicate_id")).otherwise(F.col("q_reason")).alias("q_reason"),
             F.when(repeated, F.format_string("id %s already read at %s (block %d, position %d)",
-                   "id", "_first.file", "_first.block", "_first.pos")).alias("q_detail"),
-            F.when(repeated, F.substring("text", 1, self.cfg.validation.raw_preview_bytes)).alias("q_raw"),
+                   "id", "_first.file", "_first.block", "_first.pos"))
+            .otherwise(F.col("q_detail")).alias("q_detail"),
+            F.when(repeated, F.substring("text", 1, self.cfg.validation.raw_preview_bytes))
+            .otherwise(F.col("q_raw")).alias("q_raw"),
         )
-        return valid.unionByName(parsed.where(F.col("q_reason").isNotNull()))
+
+    def _check_read(self, written: DataFrame, info: dict) -> None:
+        """Before `validated` commits: every planned split reported once, and the rows
+        written per split (and per Parquet file) equal the records read from the input."""
+        is_doc = (F.col("kind") == "doc").cast("long")
+        summary = F.col("kind") == "split"
+        rows = written.groupBy("file", "block").agg(
+            F.sum(is_doc).alias("docs"), F.sum(summary.cast("long")).alias("n"),
+            F.max(F.when(summary, F.col("pos"))).alias("read"),
+            F.max(F.when(summary, F.col("q_detail"))).alias("error")).collect()
+        got = {(r["file"], r["block"]): r for r in rows}
+        files: dict[str, dict] = {}
+        for s in self.splits:
+            r = got.pop((s.file, s.start), None)
+            if r is None or r["n"] != 1 or r["docs"] != r["read"]:
+                raise RuntimeError(
+                    f"stage validated: split {s.file}@{s.start} wrote "
+                    f"{r and r['docs']} rows for {r and r['read']} records read "
+                    f"({r and r['n']} reports); not committed")
+            f = files.setdefault(s.file, {"records": 0, "error": None})
+            f["records"] += r["read"]
+            f["error"] = f["error"] or r["error"]
+        parquet = parquet_row_counts(self.spark, [p for p, _, _ in self.files.parquet])
+        stray = sorted({f for f, _ in got} - set(parquet))
+        if stray:
+            raise RuntimeError(f"stage validated: rows from unplanned inputs {stray[:3]}")
+        for file, n in parquet.items():
+            written_n = sum(r["docs"] for (f, _), r in got.items() if f == file)
+            if written_n != n:
+                raise RuntimeError(f"stage validated: {file} has {n} rows, {written_n} written")
+            files[file] = {"records": n, "error": None}
+        info["files"] = dict(sorted(files.items()))
 
     def _annotated(self, validated: DataFrame) -> DataFrame:
         cfg = self.cfg
@@ -127,14 +178,22 @@ class CurationJob:
 
     # -- the job ----------------------------------------------------------------------
     def run(self) -> dict:
+        """Check the output, lock it, run (or resume) the stages, write outputs and stats."""
+        check_output(self.fs, self.output, self.inputs)
+        with OutputLock(self.fs, self.output) as lock:
+            return self._run(lock)
+
+    def _run(self, lock: OutputLock) -> dict:
         started = time.perf_counter()
         d = self.cfg.dedup
         self.spark.conf.set("spark.sql.shuffle.partitions", str(self.cfg.shuffle_partitions))
-        self.files = list_input_files(self.spark, self.inputs)  # listed once per run
-        self.lsh = choose_lsh_params(d.threshold, d.num_perm, d.false_positive_weight,
-                                     d.false_negative_weight, d.bands, d.rows)
-        store = StageStore(self.spark, f"{self.output}/_stages", self._fingerprint())
-        validated = store.stage("validated", self._validated)
+        self.files = list_input_files(self.spark, self.inputs, exclude=self.output)
+        self.splits = plan_splits([(p, n) for p, n, _ in self.files.jsonl],
+                                  self.cfg.input_split_mb << 20)
+        store = StageStore(self.spark, f"{self.output}/_stages", self._fingerprint(), lock)
+        read_info: dict = {}
+        validated = store.stage("validated", self._validated, read_info, self._check_read)
+        validated = validated.where(F.col("kind") == "doc").drop("kind")
         annotated = store.stage("annotated", lambda: self._annotated(validated))
         exact = store.stage("exact", lambda: self._exact(annotated))
         components = None
@@ -149,21 +208,29 @@ class CurationJob:
             components = store.stage("components", lambda: connected_components(
                 edges, store.scratch("cc_work"), d.max_cc_iterations, dedup_stats), dedup_stats)
         assigned = store.stage("assigned", lambda: self._assigned(exact, components))
-        write_outputs(self, validated, annotated, assigned)
-        self.stats = build_stats(self, validated, annotated, assigned, store, dedup_stats,
+        write_outputs(self, validated, annotated, assigned, commit=store.commit)
+        self.stats = build_stats(self, validated, read_info["files"], annotated, assigned,
+                                 store, dedup_stats,
                                  rule_names(self.cfg.filters) if self.mode == "full" else [],
                                  time.perf_counter() - started)
+        lock.assert_held()
         self.fs.write_text(f"{self.output}/stats.json", json.dumps(self.stats, indent=2, sort_keys=True) + "\n")
         return self.stats
 
 
 def run_curation(inputs: list[str] | str, output: str, cfg: CurationConfig | None = None,
-                 master: str | None = None, mode: str = "full") -> dict:
-    """Python entry point (used by the CLI, the demo and notebooks)."""
+                 master: str | None = None, mode: str = "full",
+                 spark_conf: dict[str, str] | None = None) -> dict:
+    """Python entry point (used by the CLI, the demo and notebooks). `spark_conf` (the
+    CLI's `--conf`) wins over the config's `spark:` settings."""
     from curation.spark_session import get_spark
 
     cfg = cfg or CurationConfig()
-    spark = get_spark(master, conf={"spark.sql.shuffle.partitions": str(cfg.shuffle_partitions)})
+    user_conf = {**cfg.spark, **(spark_conf or {})}
+    if "spark.sql.shuffle.partitions" in user_conf:  # the job sets it from its config
+        cfg = cfg.model_copy(update={"shuffle_partitions": int(user_conf["spark.sql.shuffle.partitions"])})
+    spark = get_spark(master, conf={"spark.sql.shuffle.partitions": str(cfg.shuffle_partitions)},
+                      user_conf=user_conf)
     if isinstance(inputs, str):
         inputs = [inputs]
     return CurationJob(spark, inputs, output, cfg, mode).run()

@@ -1,9 +1,13 @@
 """Stage checkpoints: each pipeline stage writes its output once, then later runs reuse it.
 
-A stage is done when its Parquet output and its `.done.json` marker (written last,
-atomically) exist and the marker's fingerprint matches the job's config, inputs and
-code version. A job killed mid-way therefore resumes at the last finished stage, and a
-changed config or input reruns from the first stage it affects.
+A stage is written to `_stages/<name>._writing/`, checked, given its marker
+(`_SHARPEN_STAGE.json`, inside the directory) and then renamed to `_stages/<name>/` in
+one step: output and marker become visible together, so a stage is either whole or
+absent. It is reused when its marker's fingerprint matches the job's config, inputs and
+code. A job killed mid-way therefore resumes at the last committed stage, and a changed
+config, input or code reruns from the first stage it affects.
+
+Commits happen only while the job holds the output lock (`OutputLock.assert_held`).
 """
 
 from __future__ import annotations
@@ -11,58 +15,84 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 
 from pyspark.sql import DataFrame, SparkSession
 
 from curation.io.hadoop_fs import HadoopFS
+from curation.io.output_lock import OutputLock
 
 log = logging.getLogger(__name__)
 
+MARKER = "_SHARPEN_STAGE.json"
+
 
 class StageStore:
-    def __init__(self, spark: SparkSession, root: str, fingerprint: str):
+    def __init__(self, spark: SparkSession, root: str, fingerprint: str,
+                 lock: OutputLock | None = None):
         self.spark = spark
         self.root = root.rstrip("/")
         self.fingerprint = fingerprint
+        self.lock = lock
         self.fs = HadoopFS(spark)
         self.timings: dict[str, float] = {}
         self.resumed: list[str] = []
 
     def _marker(self, name: str) -> str:
-        return f"{self.root}/{name}.done.json"
+        return f"{self.root}/{name}/{MARKER}"
 
-    def is_done(self, name: str) -> bool:
+    def _read_marker(self, name: str) -> dict | None:
         marker = self._marker(name)
         if not self.fs.exists(marker):
-            return False
+            return None
         try:
             meta = json.loads(self.fs.read_text(marker))
         except (ValueError, OSError):
-            return False
-        return meta.get("fingerprint") == self.fingerprint
+            return None
+        return meta if meta.get("fingerprint") == self.fingerprint else None
 
-    def stage(self, name: str, build, info: dict | None = None) -> DataFrame:
+    def is_done(self, name: str) -> bool:
+        return self._read_marker(name) is not None
+
+    def stage(self, name: str, build: Callable[[], DataFrame], info: dict | None = None,
+              check: Callable[[DataFrame, dict], None] | None = None) -> DataFrame:
         """Return stage `name`'s output, computing it with `build()` unless already done.
 
-        `info` is a dict the build may fill with statistics; it is saved in the marker
-        and restored when the stage is reused, so stats survive a resume.
+        `info` is a dict the build (and `check`) may fill with statistics; it is saved in
+        the marker and restored when the stage is reused, so stats survive a resume.
+        `check(written, info)` runs on the written output before the commit and raises
+        when it is not what the stage should have produced.
         """
         path = f"{self.root}/{name}"
-        if self.is_done(name):
+        meta = self._read_marker(name)
+        if meta is not None:
             log.info("stage %s: done in an earlier run, reusing %s", name, path)
             self.resumed.append(name)
             if info is not None:
-                info.update(json.loads(self.fs.read_text(self._marker(name))).get("info", {}))
+                info.update(meta.get("info", {}))
             return self.spark.read.parquet(path)
         started = time.perf_counter()
         log.info("stage %s: running", name)
-        self.fs.delete(self._marker(name))
-        build().write.mode("overwrite").parquet(path)
+        info = {} if info is None else info
+        tmp = f"{path}._writing"
+        self.fs.delete(tmp)
+        build().write.mode("overwrite").parquet(tmp)
+        if check is not None:
+            check(self.spark.read.parquet(tmp), info)
         self.timings[name] = round(time.perf_counter() - started, 2)
-        self.fs.write_text(self._marker(name), json.dumps(
-            {"fingerprint": self.fingerprint, "seconds": self.timings[name], "info": info or {}}))
+        self.fs.write_text(f"{tmp}/{MARKER}", json.dumps(
+            {"fingerprint": self.fingerprint, "seconds": self.timings[name], "info": info},
+            sort_keys=True))
+        self.commit(tmp, path)
         log.info("stage %s: finished in %.1fs", name, self.timings[name])
         return self.spark.read.parquet(path)
+
+    def commit(self, tmp: str, path: str) -> None:
+        """Replace `path` by the finished `tmp` (a rename), while holding the output lock."""
+        if self.lock is not None:
+            self.lock.assert_held()
+        self.fs.delete(path)
+        self.fs.rename(tmp, path)
 
     def scratch(self, prefix: str):
         """A checkpoint function for iterative algorithms (materialise, read back)."""

@@ -11,14 +11,23 @@ import platform
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from curation.spark_session import driver_max_heap_mb
+
 
 def _counts(df: DataFrame, col: str) -> dict[str, int]:
     return {r[0]: int(r[1]) for r in df.groupBy(col).count().collect() if r[0] is not None}
 
 
-def build_stats(job, validated: DataFrame, annotated: DataFrame, assigned: DataFrame, store,
-                dedup_stats: dict, rules: list[str], seconds: float) -> dict:
+def build_stats(job, validated: DataFrame, files: dict[str, dict], annotated: DataFrame,
+                assigned: DataFrame, store, dedup_stats: dict, rules: list[str],
+                seconds: float) -> dict:
+    """`files` is what the validated stage read from each input file (its marker): the
+    records counted from the raw input, and the error that stopped a corrupt file."""
     n_in = validated.count()
+    n_raw = sum(f["records"] for f in files.values())
+    if n_in != n_raw:
+        raise RuntimeError(f"counts do not reconcile: {n_raw} records read from the input "
+                           f"files, {n_in} in the validated stage")
     quarantined = _counts(validated, "q_reason")
     by_rule = {r: 0 for r in rules}
     by_rule.update(_counts(annotated, "removed_by"))
@@ -47,7 +56,10 @@ def build_stats(job, validated: DataFrame, annotated: DataFrame, assigned: DataF
         "inputs": job.inputs,
         "output": job.output,
         "counts": {"input": n_in, "kept": kept, "removed": removed, "quarantined": n_quar,
-                   "reconciled": True},
+                   "read_from_files": n_raw, "reconciled": True},
+        "input_files": {"count": len(files), "records": {f: v["records"] for f, v in files.items()}},
+        "failed_files": [{"file": f, "error": v["error"], "records_kept_before_error": v["records"] - 1}
+                         for f, v in files.items() if v["error"]],
         "quarantined_by_reason": dict(sorted(quarantined.items())),
         "removed_by_filter": dict(sorted(by_rule.items())),
         "flagged_by_rule": dict(sorted(flagged.items())),
@@ -63,6 +75,9 @@ def build_stats(job, validated: DataFrame, annotated: DataFrame, assigned: DataF
         "stages": {"seconds": store.timings, "resumed": store.resumed},
         "seconds": round(seconds, 2),
         "config": job.cfg.model_dump(mode="json"),
-        "spark": {"version": job.spark.version, "master": job.spark.sparkContext.master},
+        "spark": {"version": job.spark.version, "master": job.spark.sparkContext.master,
+                  "driver_max_heap_mb": driver_max_heap_mb(job.spark),
+                  "conf": {k: v for k, v in sorted(job.spark.sparkContext.getConf().getAll())
+                           if k.endswith("memory") or k in job.cfg.spark}},
         "python": platform.python_version(),
     }

@@ -20,6 +20,23 @@ class HadoopFS:
     def exists(self, path: str) -> bool:
         return bool(self._fs(path).exists(self._p(path)))
 
+    def qualify(self, path: str) -> str:
+        """The absolute, scheme-qualified form of `path` (relative paths resolved)."""
+        return self._fs(path).makeQualified(self._p(path)).toString()
+
+    def is_file(self, path: str) -> bool:
+        fs, p = self._fs(path), self._p(path)
+        return bool(fs.exists(p) and fs.getFileStatus(p).isFile())
+
+    def mkdirs(self, path: str) -> None:
+        if not self._fs(path).mkdirs(self._p(path)):
+            raise OSError(f"cannot create directory {path}")
+
+    def glob_dirs(self, pattern: str) -> list[str]:
+        """Qualified paths of the directories matching a glob (no error when none)."""
+        statuses = self._fs(pattern).globStatus(self._p(pattern)) or []
+        return [st.getPath().toString() for st in statuses if st.isDirectory()]
+
     def delete(self, path: str) -> None:
         if self.exists(path):
             self._fs(path).delete(self._p(path), True)
@@ -42,6 +59,32 @@ class HadoopFS:
             out.close()
         self.delete(path)
         self.rename(tmp, path)
+
+    def create_new(self, path: str, text: str) -> bool:
+        """Create `path` with `text` unless it exists: False when it does. Atomic on local
+        disks and HDFS (the create fails if another process created the file first)."""
+        fs = self._fs(path)
+        try:
+            out = fs.create(self._p(path), False)
+        except Exception as e:  # FileAlreadyExistsException through Py4J
+            if "FileAlreadyExists" in str(e) or fs.exists(self._p(path)):
+                return False
+            raise
+        try:
+            out.write(bytearray(text.encode("utf-8")))
+        finally:
+            out.close()
+        return True
+
+    def touch(self, path: str) -> None:
+        """Set the modification time to now (a heartbeat others can read)."""
+        now = int(self._jvm.java.lang.System.currentTimeMillis())
+        self._fs(path).setTimes(self._p(path), now, -1)
+
+    def age_seconds(self, path: str) -> float:
+        """Seconds since `path` was last modified (by the file system's clock)."""
+        st = self._fs(path).getFileStatus(self._p(path))
+        return (int(self._jvm.java.lang.System.currentTimeMillis()) - st.getModificationTime()) / 1000
 
     def read_text(self, path: str) -> str:
         fs = self._fs(path)

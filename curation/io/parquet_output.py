@@ -10,6 +10,7 @@ one JVM to the next, so Spark's own bytes are not reproducible across runs.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from pyspark.sql import DataFrame
 
@@ -19,7 +20,9 @@ _PART = re.compile(r"part-(\d+)-")
 
 
 def write_parquet(df: DataFrame, path: str, sort_by: list[str], *, partition_by: str | None = None,
-                  files: int = 1) -> None:
+                  files: int = 1, commit: Callable[[str, str], None] | None = None) -> None:
+    """Write `df` to `path` deterministically; `commit(tmp, path)` puts the finished
+    directory in place (default: delete, then rename)."""
     spark = df.sparkSession
     fs = HadoopFS(spark)
     tmp = path.rstrip("/") + "._writing"
@@ -48,8 +51,11 @@ def write_parquet(df: DataFrame, path: str, sort_by: list[str], *, partition_by:
         names.sort(key=lambda f: int(_PART.search(f.rsplit("/", 1)[-1]).group(1)))
         for i, f in enumerate(names):
             fs.rename(f, f"{d}/part-{i:05d}.parquet")
-    fs.delete(path)
-    fs.rename(tmp, path)
+    if commit is None:
+        fs.delete(path)
+        fs.rename(tmp, path)
+    else:
+        commit(tmp, path)
     files = [f for f in fs.list_files(path) if f.endswith(".parquet")]
     if files:
         spark.sparkContext.parallelize(files, len(files)).foreach(_reencode)

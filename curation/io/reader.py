@@ -1,20 +1,24 @@
-"""Read raw JSONL(.gz) and Parquet inputs from any Hadoop-FS path into validated rows.
+"""Read raw JSONL(.gz) and Parquet inputs into validated rows.
 
-Lines are read as raw bytes (`text` source cast to binary) so that invalid UTF-8 is
-caught and quarantined instead of being silently replaced. Each row carries its input
-position (file, block start, position in the partition), which orders records the same
-way whatever the partitioning (see `parse_batches`): it decides which copy of a
-repeated id is kept.
+JSONL is read in Python on the executors (`jsonl_splits`): raw bytes, so invalid UTF-8 is
+quarantined rather than silently replaced, bounded memory per record, and corrupt files
+contained. Parquet goes through Spark's reader, one JSON object per row, so both share one
+validator. Each row carries its input position (file, split start, position in the
+split), which orders records the same way whatever the partitioning: it decides which
+copy of a repeated id is kept.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from curation.config import CurationConfig
+from curation.io.jsonl_splits import READ_DDL, SPLIT_DDL, Split, read_splits
 from curation.io.record_parser import PARSED_DDL, parse_batches
 
 log = logging.getLogger(__name__)
@@ -23,11 +27,26 @@ JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".ndjson", ".ndjso
 PARQUET_SUFFIXES = (".parquet",)
 
 
-def list_input_files(spark: SparkSession, paths: list[str]) -> tuple[list[str], list[str]]:
-    """Expand files, directories (recursively) and globs into (jsonl files, parquet files)."""
+@dataclass(frozen=True)
+class InputFiles:
+    """The job's input files as listed once per run: (path, size, mtime) each."""
+
+    jsonl: list[tuple[str, int, int]]
+    parquet: list[tuple[str, int, int]]
+
+    @property
+    def all(self) -> list[tuple[str, int, int]]:
+        return self.jsonl + self.parquet
+
+
+def list_input_files(spark: SparkSession, paths: list[str], exclude: str | None = None) -> InputFiles:
+    """Expand files, directories (recursively) and globs into JSONL and Parquet files.
+
+    `exclude` is the job's output directory: a file under it is never an input (an output
+    inside an input directory is refused before this, see `output_checks`)."""
     jvm = spark.sparkContext._jvm
     hconf = spark.sparkContext._jsc.hadoopConfiguration()
-    jsonl, parquet = [], []
+    jsonl, parquet = {}, {}
     for p in paths:
         hpath = jvm.org.apache.hadoop.fs.Path(p)
         fs = hpath.getFileSystem(hconf)
@@ -37,59 +56,76 @@ def list_input_files(spark: SparkSession, paths: list[str]) -> tuple[list[str], 
         for st in statuses:
             if st.isDirectory():
                 it = fs.listFiles(st.getPath(), True)
-                files = []
+                found = []
                 while it.hasNext():
-                    files.append(it.next().getPath().toString())
+                    found.append(it.next())
             else:
-                files = [st.getPath().toString()]
-            for f in files:
-                name = f.rsplit("/", 1)[-1]
-                if name.startswith((".", "_")):
+                found = [st]
+            for f in found:
+                path = f.getPath().toString()
+                name = path.rsplit("/", 1)[-1]
+                if name.startswith((".", "_")) or (exclude and is_under(path, exclude)):
                     continue
+                entry = (path, int(f.getLen()), int(f.getModificationTime()))
                 if name.endswith(JSONL_SUFFIXES):
-                    jsonl.append(f)
+                    jsonl[path] = entry
                 elif name.endswith(PARQUET_SUFFIXES):
-                    parquet.append(f)
+                    parquet[path] = entry
                 else:
-                    log.warning("skipping %s: not .jsonl[.gz]/.json[.gz]/.parquet", f)
+                    log.warning("skipping %s: not .jsonl[.gz]/.json[.gz]/.parquet", path)
     if not jsonl and not parquet:
         raise FileNotFoundError(f"no JSONL or Parquet files under {paths}")
-    return sorted(set(jsonl)), sorted(set(parquet))
+    return InputFiles(sorted(jsonl.values()), sorted(parquet.values()))
 
 
-def _raw_lines(spark: SparkSession, jsonl: list[str], parquet: list[str]) -> DataFrame:
+def is_under(path: str, directory: str) -> bool:
+    """Whether `path` lies in `directory` (both as Hadoop path strings; `file:` folded)."""
+    def norm(x: str) -> str:
+        return re.sub(r"^file:(//)?", "", x).rstrip("/")
+
+    return (norm(path) + "/").startswith(norm(directory) + "/")
+
+
+def _parquet_docs(spark: SparkSession, parquet: list[str]) -> DataFrame:
+    df = spark.read.parquet(*parquet)
+    if "text" not in df.columns:
+        raise ValueError(f"Parquet input has no `text` column (columns: {df.columns})")
+    # one JSON object per row, so Parquet and JSONL share one validation path
+    return df.select(
+        F.to_json(F.struct(*[F.col(c) for c in df.columns])).cast("binary").alias("raw"),
+        F.col("_metadata.file_path").alias("file"),
+        F.col("_metadata.file_block_start").alias("block"),
+    )
+
+
+def parquet_row_counts(spark: SparkSession, parquet: list[str]) -> dict[str, int]:
+    """Rows per Parquet input file, read from the files themselves (not from the job)."""
+    if not parquet:
+        return {}
+    df = spark.read.parquet(*parquet).select(F.col("_metadata.file_path").alias("f"))
+    return {r["f"]: int(r["count"]) for r in df.groupBy("f").count().collect()}
+
+
+def read_documents(spark: SparkSession, splits: list[Split], parquet: list[str],
+                   cfg: CurationConfig) -> DataFrame:
+    """Every record of these inputs, parsed (valid rows have `q_reason` null), plus one
+    `kind = "split"` summary row per JSONL split (see `jsonl_splits`). Repeated ids are
+    resolved later (the pipeline's `validated` stage), by input order."""
+    log.info("reading %d JSONL splits and %d Parquet files", len(splits), len(parquet))
     frames = []
-    if jsonl:
-        df = spark.read.text(jsonl)
-        frames.append(df.select(
-            F.col("value").cast("binary").alias("raw"),
-            F.col("_metadata.file_path").alias("file"),
-            F.col("_metadata.file_block_start").alias("block"),
-        ))
+    if splits:
+        rows = [(s.file, s.start, s.end) for s in splits]
+        total = sum(s.end - s.start for s in splits)
+        split_bytes = max(s.end - s.start for s in splits)
+        # enough tasks to keep every core busy, never more than one per split
+        n = min(len(rows), max(spark.sparkContext.defaultParallelism * 2, -(-total // split_bytes)))
+        table = spark.createDataFrame(rows, SPLIT_DDL).repartition(n)
+        frames.append(table.mapInArrow(lambda it: read_splits(it, cfg), READ_DDL))
     if parquet:
-        df = spark.read.parquet(*parquet)
-        if "text" not in df.columns:
-            raise ValueError(f"Parquet input has no `text` column (columns: {df.columns})")
-        # one JSON object per row, so Parquet and JSONL share one validation path
-        frames.append(df.select(
-            F.to_json(F.struct(*[F.col(c) for c in df.columns])).cast("binary").alias("raw"),
-            F.col("_metadata.file_path").alias("file"),
-            F.col("_metadata.file_block_start").alias("block"),
-        ))
+        parsed = _parquet_docs(spark, parquet).mapInArrow(lambda it: parse_batches(it, cfg),
+                                                           PARSED_DDL)
+        frames.append(parsed.withColumn("kind", F.lit("doc")))
     out = frames[0]
     for f in frames[1:]:
         out = out.unionByName(f)
     return out
-
-
-def read_documents(spark: SparkSession, jsonl: list[str], parquet: list[str],
-                   cfg: CurationConfig) -> DataFrame:
-    """All non-blank records of these files (from `list_input_files`), parsed: valid rows
-    have `q_reason` null. Repeated ids are resolved later (the pipeline's `validated`
-    stage), by input order.
-    """
-    log.info("reading %d JSONL and %d Parquet files", len(jsonl), len(parquet))
-    raw = _raw_lines(spark, jsonl, parquet)
-    # blank lines are not records (trailing newlines); everything else is accounted for
-    raw = raw.where(F.length(F.trim(F.col("raw").cast("string"))) > 0)
-    return raw.mapInArrow(lambda it: parse_batches(it, cfg), PARSED_DDL)

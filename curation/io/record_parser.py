@@ -81,9 +81,11 @@ class RecordParser:
             return self._bad("malformed_json", str(e), raw)
         if not isinstance(obj, dict):
             return self._bad("not_an_object", f"top-level JSON {type(obj).__name__}", raw)
-        text = obj.get("text")
-        if text is None:
+        if "text" not in obj:
             return self._bad("missing_text", "no `text` field", raw, obj)
+        text = obj["text"]
+        if text is None:
+            return self._bad("null_text", "`text` is null", raw, obj)
         if not isinstance(text, str):
             return self._bad("text_not_string", f"`text` is {type(text).__name__}", raw, obj)
         if not text.strip():

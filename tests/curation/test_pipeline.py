@@ -110,7 +110,7 @@ def test_killed_job_resumes_to_identical_output(run, tmp_path):
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
     proc = subprocess.Popen(cmd, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = out / "_stages" / "exact.done.json"
+    marker = out / "_stages" / "exact" / "_SHARPEN_STAGE.json"  # committed with the stage
     deadline = time.time() + 300
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)

@@ -1,0 +1,177 @@
+"""Fault matrix, curation outputs: one writer per output, atomic stage commits, unusable
+outputs refused up front, a full disk, and a driver killed at each stage
+(docs/reliability.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import psutil
+import pytest
+from curate_fault_fixture import (
+    one_line_error,
+    output_digest,
+    remount,
+    sharpen,
+    sharpen_bg,
+    tmpfs,
+    write_corpus,
+)
+
+from curation.config import CurationConfig
+from curation.io.output_lock import LOCK_NAME, OutputInUse
+from curation.pipeline import CurationJob
+from sharpen.cli import main
+
+
+@pytest.fixture(scope="module")
+def lone(spark, tmp_path_factory):
+    """A corpus and the outputs of one undisturbed run over it."""
+    root = tmp_path_factory.mktemp("lone")
+    corpus = write_corpus(root)
+    CurationJob(spark, [str(corpus)], str(root / "out"), CurationConfig()).run()
+    return corpus, root / "out"
+
+
+def _wait_for(path_glob: Path, proc, timeout: float = 240) -> Path:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = sorted(path_glob.parent.glob(path_glob.name))
+        if found:
+            return found[0]
+        if proc.poll() is not None:
+            raise AssertionError(f"job ended before {path_glob} appeared: {proc.stderr.read()[-3000:]}")
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {path_glob}")
+
+
+def _kill(proc) -> None:
+    for child in psutil.Process(proc.pid).children(recursive=True):
+        child.kill()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.slow
+def test_second_job_on_the_same_output_is_refused_and_the_first_is_intact(lone, tmp_path):
+    corpus, lone_out = lone
+    out = tmp_path / "out"
+    first = sharpen_bg("curate", "--input", str(corpus), "--output", str(out))
+    _wait_for(out / LOCK_NAME, first)
+    started = time.time()
+    second = sharpen("curate", "--input", str(corpus), "--output", str(out))
+    line = one_line_error(second.stderr)
+    assert second.returncode == 2
+    assert f"pid {first.pid} on {socket.gethostname()} since " in line and LOCK_NAME in line
+    assert time.time() - started < 60  # refused at once: no input read, no stage run
+    assert first.wait(timeout=300) == 0, first.stderr.read()[-3000:]
+    assert output_digest(out) == output_digest(lone_out)
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_live_lock_refuses_and_stale_lock_is_taken_over(spark, lone, tmp_path):
+    corpus, lone_out = lone
+    out = tmp_path / "out"
+    out.mkdir()
+    me = psutil.Process()
+    live = {"pid": me.pid, "host": socket.gethostname(), "proc_started": me.create_time(),
+            "started": "2026-01-01T00:00:00+00:00", "token": "someone-else"}
+    (out / LOCK_NAME).write_text(json.dumps(live))
+    with pytest.raises(OutputInUse, match=f"pid {me.pid} on {socket.gethostname()} since 2026"):
+        CurationJob(spark, [str(corpus)], str(out), CurationConfig()).run()
+    assert not (out / "_stages").exists()
+    dead = psutil.Popen(["true"])
+    dead.wait()
+    (out / LOCK_NAME).write_text(json.dumps({**live, "pid": dead.pid}))
+    CurationJob(spark, [str(corpus)], str(out), CurationConfig()).run()
+    assert output_digest(out) == output_digest(lone_out)
+
+
+def test_half_written_stage_is_never_reused(spark, lone, tmp_path):
+    """A kill mid-stage leaves `<stage>._writing/` (ignored) or a directory without its
+    marker (never reused): the rerun recomputes and matches a lone run."""
+    corpus, lone_out = lone
+    out = tmp_path / "out"
+    (out / "_stages" / "validated._writing").mkdir(parents=True)
+    (out / "_stages" / "validated._writing" / "part-0.parquet").write_bytes(b"junk")
+    (out / "_stages" / "annotated").mkdir()
+    (out / "_stages" / "annotated" / "part-0.parquet").write_bytes(b"junk")
+    stats = CurationJob(spark, [str(corpus)], str(out), CurationConfig()).run()
+    assert stats["stages"]["resumed"] == []
+    assert output_digest(out) == output_digest(lone_out)
+
+
+@pytest.mark.slow
+def test_driver_killed_at_each_stage_resumes_to_the_same_output(spark, lone, tmp_path):
+    corpus, lone_out = lone
+    out = tmp_path / "out"
+    for stage in ("validated", "exact", "components", "quarantine"):
+        proc = sharpen_bg("curate", "--input", str(corpus), "--output", str(out))
+        where = out / f"{stage}._writing" if stage == "quarantine" else (
+            out / "_stages" / f"{stage}._writing")
+        _wait_for(where, proc)
+        _kill(proc)
+    assert (out / LOCK_NAME).exists()  # left by the killed driver: stale, taken over
+    stats = CurationJob(spark, [str(corpus)], str(out), CurationConfig()).run()
+    assert set(stats["stages"]["resumed"]) >= {"validated", "annotated", "exact"}
+    assert output_digest(out) == output_digest(lone_out)
+
+
+def test_output_problems_are_one_line_before_any_input_is_read(lone, tmp_path, capsys):
+    corpus, _ = lone
+    (tmp_path / "afile").write_text("x")
+    cases = {
+        str(tmp_path / "afile"): "the output is a file",
+        str(corpus / "out"): "lies inside the input directory",
+    }
+    for output, message in cases.items():
+        rc = main(["curate", "--input", str(corpus), "--output", output])
+        err = capsys.readouterr().err
+        assert rc == 2 and message in err and output in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert not (corpus / "out").exists()
+
+
+def test_unwritable_output_is_one_line(lone, tmp_path, capsys):
+    corpus, _ = lone
+    if os.geteuid() == 0:  # root writes through permissions: use a read-only mount
+        ctx = tmpfs(tmp_path / "ro", "1m", "ro")
+    else:
+        (tmp_path / "ro").mkdir()
+        (tmp_path / "ro").chmod(0o555)
+        ctx = nullcontext(tmp_path / "ro")
+    with ctx as ro:
+        rc = main(["curate", "--input", str(corpus), "--output", str(ro / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not writable" in err and str(ro / "out") in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def _tree_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+@pytest.mark.slow
+def test_full_disk_is_one_line_and_the_rerun_resumes(lone, tmp_path):
+    corpus, lone_out = lone
+    stages = lone_out / "_stages"
+    room = (_tree_bytes(stages / "validated") + _tree_bytes(stages / "annotated")) * 1.3
+    with tmpfs(tmp_path / "disk", f"{int(room) // 1024 + 64}k") as disk:
+        out = disk / "out"
+        r = sharpen("curate", "--input", str(corpus), "--output", str(out))
+        assert r.returncode == 2
+        line = one_line_error(r.stderr)
+        assert "No space left on device" in line and "resumes" in line
+        assert (out / "_stages" / "validated").is_dir()  # committed before the disk filled
+        remount(disk, "size=200m")
+        r = sharpen("curate", "--input", str(corpus), "--output", str(out))
+        assert r.returncode == 0, r.stderr[-3000:]
+        stats = json.loads((out / "stats.json").read_text())
+        assert "validated" in stats["stages"]["resumed"]
+        assert output_digest(out) == output_digest(lone_out)
