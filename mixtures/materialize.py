@@ -20,7 +20,8 @@ import pyarrow.dataset as ds
 
 from mixtures.planner import StagePlan, plan_stage, stage_rng
 from mixtures.recipe import Recipe, StageSpec, load_recipe, recipe_to_dict
-from mixtures.shards import StageWriter, canonical_sha256
+from mixtures.shards import StageWriter, canonical_sha256, check_replaceable
+from mixtures.stage_writer import write_error
 from mixtures.tokenizer import (
     encode_documents,
     install_tokenizer,
@@ -39,6 +40,10 @@ WRITE_ROWS = 8192  # document copies gathered per StageWriter.write call
 
 class CuratedTableError(ValueError):
     """The curated table is missing, empty, or lacks a required column."""
+
+
+class MixOutputError(ValueError):
+    """The output directory cannot hold the mix without overwriting something else."""
 
 
 def resolve_curated(curated: str | os.PathLike[str]) -> tuple[Path, Path | None]:
@@ -116,7 +121,8 @@ def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
 def prepare_tokenizer(
     recipe: Recipe, texts: list[str], out_dir: Path, tokenizer_path: str | None, seed: int
 ):
-    """Load the given tokenizer or train one; either way it ends up in out_dir/tokenizer."""
+    """Install the given tokenizer (the --tokenizer flag or the recipe's path) or train one;
+    either way it ends up in out_dir/tokenizer."""
     dest = out_dir / "tokenizer" / "tokenizer.json"
     source = tokenizer_path or recipe.tokenizer.path
     if source:
@@ -184,6 +190,26 @@ def write_stage(
         )
 
 
+def _check_output(out_dir: Path, recipe: Recipe) -> None:
+    """Everything the mix will replace must be a previous mix's output (checked up front)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise MixOutputError(f"{out_dir}: output exists and is not a directory")
+    if (out_dir / "tokenizer").exists() and not (out_dir / "tokenizer").is_dir():
+        raise MixOutputError(f"{out_dir / 'tokenizer'}: exists and is not a directory")
+    for stage in recipe.stages:
+        check_replaceable(out_dir / stage.name)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_error(e, path) from e
+
+
 def run_mix(
     curated: str,
     recipe_path: str,
@@ -191,18 +217,55 @@ def run_mix(
     tokenizer_path: str | None = None,
     seed: int | None = None,
 ) -> dict:
-    """Build every stage of a recipe from a curated table; returns (and writes) plan.json."""
+    """Build every stage of a recipe from a curated table; returns (and writes) plan.json.
+
+    Every input is checked before the output directory is created, so a bad recipe, table
+    or tokenizer leaves nothing behind. plan.json is the mark of a finished mix: it is
+    removed first and written last.
+    """
     recipe = load_recipe(recipe_path)
     seed = recipe.seed if seed is None else int(seed)
+    if seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {seed}")
     out_dir = Path(output)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_output(out_dir, recipe)
     table_path, stats_path = resolve_curated(curated)
     docs = read_curated(table_path)
-    stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path else None
-    lineage = {"curated_path": str(table_path.resolve()), "curated_stats": stats}
+    try:
+        stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CuratedTableError(f"{stats_path}: unreadable curate stats: {e}") from e
+    tok_source = tokenizer_path or recipe.tokenizer.path
+    if tok_source:
+        load_tokenizer(tok_source)
 
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        (out_dir / "plan.json").unlink(missing_ok=True)
+        summary = _materialise(recipe, docs, out_dir, tok_source, seed, table_path, stats)
+        _write_json(out_dir / "plan.json", summary)
+    except BaseException:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
+    log.info("wrote %s", out_dir / "plan.json")
+    return summary
+
+
+def _materialise(
+    recipe: Recipe,
+    docs: pa.Table,
+    out_dir: Path,
+    tok_source: str | None,
+    seed: int,
+    table_path: Path,
+    stats: dict | None,
+) -> dict:
+    """Tokenise once, then plan and write each stage; returns the plan.json content."""
+    lineage = {"curated_path": str(table_path.resolve()), "curated_stats": stats}
     texts = docs.column("text").to_pylist()
-    tok, tok_path = prepare_tokenizer(recipe, texts, out_dir, tokenizer_path, seed)
+    tok, tok_path = prepare_tokenizer(recipe, texts, out_dir, tok_source, seed)
     values, offsets = encode_documents(tok, texts)
     del texts
     docs = docs.drop_columns(["text"])
@@ -250,8 +313,4 @@ def run_mix(
             "tokens_by_quality_bucket": manifest["tokens_by_quality_bucket"],
             "report": plan.report,
         }
-    tmp = out_dir / "plan.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out_dir / "plan.json")
-    log.info("wrote %s", out_dir / "plan.json")
     return summary

@@ -146,6 +146,7 @@ def plan_stage(
     # Water-filling: saturated domains give up their unmet target to the others by share.
     goal = dict(target)
     saturated: set[str] = set()
+    exhausted = False  # every domain with a share is at its cap: the stage falls short
     while True:
         newly = {d for d in doms if d not in saturated and goal[d] > capacity[d] + 1e-9}
         if not newly:
@@ -157,7 +158,8 @@ def plan_stage(
         open_shares = {d: stage.domain_shares[d] for d in doms if d not in saturated}
         share_sum = sum(open_shares.values())
         if share_sum <= 0:
-            break  # every domain with a share is saturated: the stage itself falls short
+            exhausted = True
+            break
         for d, s in open_shares.items():
             goal[d] += deficit * s / share_sum
 
@@ -192,14 +194,25 @@ def plan_stage(
             "shortfall": int(round(max(0.0, target[d] - capacity[d]))),
             "received": int(round(max(0.0, goal[d] - target[d]))),
         }
-        if d in saturated:
+        # Warn only about a domain's own shortfall: one that is at its cap only because it
+        # took over other domains' shortfall still supplies more than its own target.
+        if domains_report[d]["shortfall"]:
             log.warning(
                 "stage %s: domain %s can supply %d of its %d target tokens at repeat_cap %d",
                 stage.name,
                 d,
                 int(capacity[d]),
-                int(target[d]),
+                int(round(target[d])),
                 stage.repeat_cap,
+            )
+        elif d in saturated:
+            log.info(
+                "stage %s: domain %s is at repeat_cap after taking over other domains' "
+                "shortfall (%d tokens, its own target %d)",
+                stage.name,
+                d,
+                int(capacity[d]),
+                int(round(target[d])),
             )
     excluded = {
         str(d): int(c) for d, c in zip(*np.unique(domain[~listed], return_counts=True), strict=True)
@@ -209,7 +222,9 @@ def plan_stage(
         "stage": stage.name,
         "token_budget": budget,
         "planned_tokens": planned_total,
-        "unfilled": int(round(max(0.0, budget - sum(goal.values())))),
+        # Only a stage whose every domain is capped is short: shares that sum to 1 within
+        # the recipe's tolerance must not read as unfilled budget.
+        "unfilled": int(round(max(0.0, budget - sum(goal.values())))) if exhausted else 0,
         "repeat_cap": stage.repeat_cap,
         "domains": domains_report,
         "excluded_domains": excluded,

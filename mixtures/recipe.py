@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 SHARE_TOLERANCE = 1e-6
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Names `sharpen mix` itself writes next to the stage directories.
+RESERVED_STAGE_NAMES = frozenset({"tokenizer", "plan.json"})
 
 
 class RecipeError(ValueError):
@@ -107,6 +109,8 @@ class StageSpec(BaseModel):
     def _name_is_a_dir_name(cls, v: str) -> str:
         if not _STAGE_NAME.match(v):
             raise ValueError(f"stage name {v!r} must match {_STAGE_NAME.pattern}")
+        if v in RESERVED_STAGE_NAMES:
+            raise ValueError(f"stage name {v!r} is reserved for the mix output's own files")
         return v
 
     @field_validator("domain_shares")
@@ -199,8 +203,22 @@ def load_recipe(path: str | Path) -> Recipe:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise RecipeError(f"{path}: not valid YAML: {e}") from e
+        raise RecipeError(f"{path}: {yaml_error_line(e, text)}") from e
     return parse_recipe(data, str(path))
+
+
+def yaml_error_line(e: yaml.YAMLError, text: str) -> str:
+    """One line with the 1-based line number, instead of PyYAML's multi-line report."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or getattr(e, "context", None)
+    if mark is not None:
+        where = f" at line {mark.line + 1}, column {mark.column + 1}"
+    elif isinstance(e, yaml.reader.ReaderError):  # bad characters carry a position only
+        where = f" at line {text.count(chr(10), 0, e.position) + 1}"
+        problem = e.reason
+    else:
+        where = ""
+    return " ".join(f"not valid YAML{where}: {problem or e}".split())
 
 
 def recipe_to_dict(recipe: Recipe) -> dict:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -63,11 +62,21 @@ def sample_for_training(texts: Sequence[str], sample_bytes: int, seed: int) -> l
 
 def save_tokenizer(tok, path: str | Path) -> Path:
     """Write tokenizer.json (via a temp file + rename) and return its path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    return _write_atomic(Path(path), tok.to_str(pretty=True).encode("utf-8"))
+
+
+def _write_atomic(path: Path, data: bytes) -> Path:
+    """Write via a temp file + rename, so a full disk leaves no truncated tokenizer.json."""
+    from mixtures.stage_writer import write_error
+
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(tok.to_str(pretty=True), encoding="utf-8")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_error(e, path) from e
     return path
 
 
@@ -91,9 +100,8 @@ def install_tokenizer(source: str | Path, dest: str | Path) -> Path:
     """Copy a tokenizer.json into the output directory (so the output is self-contained)."""
     load_tokenizer(source)
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     if Path(source).resolve() != dest.resolve():
-        shutil.copyfile(source, dest)
+        _write_atomic(dest, Path(source).read_bytes())
     return dest
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -115,3 +117,39 @@ def test_mismatched_inputs_are_rejected():
     tokens, domain, cluster, bucket = _docs()
     with pytest.raises(ValueError, match="different lengths"):
         plan_stage(tokens[:-1], domain, cluster, bucket, _stage(), seed=0)
+
+
+def _warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_no_shortfall_warning_for_a_domain_that_took_over_another_shortfall(caplog):
+    # math is short on its own; code meets its own target but saturates once it takes over
+    # part of math's shortfall. Only math may be reported as short.
+    tokens, domain, cluster, bucket = _docs()
+    stage = _stage(
+        domain_shares={"web": 0.5, "code": 0.3, "math": 0.2}, token_budget=900_000, repeat_cap=1
+    )
+    code_capacity = int(tokens[domain == "code"].sum())
+    assert 0.3 * 900_000 < code_capacity  # precondition: code's own target fits
+    with caplog.at_level(logging.INFO, logger="mixtures.planner"):
+        plan = plan_stage(tokens, domain, cluster, bucket, stage, seed=0)
+    code = plan.report["domains"]["code"]
+    assert code["saturated"] and code["shortfall"] == 0 and code["received"] > 0
+    warnings = _warnings(caplog)
+    assert len(warnings) == 1 and "domain math can supply" in warnings[0]
+    assert any(
+        "domain code is at repeat_cap after taking over" in r.getMessage() for r in caplog.records
+    )
+    assert plan.report["unfilled"] == 0
+
+
+def test_no_unfilled_warning_when_shares_sum_to_one_within_tolerance(caplog):
+    # Shares 1e-6 short of 1 must not read as budget "every domain" failed to supply.
+    tokens, domain, cluster, bucket = _docs()
+    stage = _stage(domain_shares={"web": 0.6, "code": 0.3999991}, token_budget=2_000_000)
+    with caplog.at_level(logging.WARNING, logger="mixtures.planner"):
+        plan = plan_stage(tokens, domain, cluster, bucket, stage, seed=0)
+    assert not any(r["saturated"] for r in plan.report["domains"].values())
+    assert plan.report["unfilled"] == 0
+    assert _warnings(caplog) == []

@@ -49,13 +49,17 @@ def _stage(**kw) -> dict:
         (_stage(token_budget=0), r"stages\.0\.token_budget"),
         (_stage(repeat_cap=0), r"stages\.0\.repeat_cap"),
         (_stage(name="../evil"), "stage name"),
+        (_stage(name="tokenizer"), "'tokenizer' is reserved"),
+        (_stage(name="plan.json"), "'plan.json' is reserved"),
         (_stage(typo_field=1), r"stages\.0\.typo_field.*[Ee]xtra"),
         (_stage(quality_bucket_weights={1: -1.0}), "quality_bucket_weights"),
         (_stage(min_doc_tokens=100, max_doc_tokens=10), "min_doc_tokens 100 > max_doc_tokens"),
         ({**GOOD, "stages": GOOD["stages"] * 2}, "unique.*broad"),
         ({**GOOD, "stages": []}, "stages"),
         ({**GOOD, "tokenizer": {"vocab_size": 10}}, r"tokenizer\.vocab_size"),
-        ("stages: [unclosed", "not valid YAML"),
+        ("stages: [unclosed", "not valid YAML at line 1, column 18"),
+        ("seed: 1\nstages:\n  - name: a\n   token_budget: 5\n", "not valid YAML at line 4"),
+        ("seed: 1\ndescription: a\x07b\n", "not valid YAML at line 2: special characters"),
         ("- just\n- a list\n", "must be a mapping"),
     ],
 )
@@ -64,6 +68,7 @@ def test_bad_recipes_name_file_and_field(tmp_path, data, match):
     with pytest.raises(RecipeError, match=match) as info:
         load_recipe(path)
     assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)
 
 
 def test_shares_within_tolerance_and_missing_file(tmp_path):

@@ -109,11 +109,11 @@ def test_truncated_shard_is_an_error_with_and_without_verify(tmp_path):
     _write(tmp_path / "s", _rows(20))
     path = tmp_path / "s" / "shard-00000.arrow"
     path.write_bytes(path.read_bytes()[:-40])
-    with pytest.raises(ShardError, match=r"shard-00000\.arrow"):
+    with pytest.raises(ShardError, match=r"shard-00000\.arrow.*checksum"):
         StageShards.open(tmp_path / "s")
-    shards = StageShards.open(tmp_path / "s", verify=False)
+    # Without hashing, the Arrow footer still fails to read when the stage is opened.
     with pytest.raises(ShardError, match=r"shard-00000\.arrow.*truncated"):
-        shards.shard(0)
+        StageShards.open(tmp_path / "s", verify=False)
 
 
 def test_missing_manifest_missing_shard_and_wrong_version(tmp_path):
@@ -146,3 +146,113 @@ def test_bad_writes_are_rejected_and_failed_stage_has_no_manifest(tmp_path):
         ).write(bad)
     with pytest.raises(ValueError, match="tokenizer dict lacks"):
         StageWriter(tmp_path / "u", stage="x", tokenizer={}, recipe={}, seed=0, lineage={})
+
+
+def _edit_manifest(stage_dir, edit) -> None:
+    path = stage_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def test_missing_shard_is_caught_without_verify(tmp_path):
+    _write(tmp_path / "s", _rows(20))
+    (tmp_path / "s" / "shard-00001.arrow").unlink()
+    with pytest.raises(ShardError, match=r"shard-00001\.arrow: shard listed in .*manifest"):
+        StageShards.open(tmp_path / "s", verify=False)
+
+
+def _swap_two(counts: dict) -> None:
+    a, b = sorted(counts)[:2]
+    counts[a], counts[b] = counts[b] + 1, counts[a] - 1
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda m: m.update(total_tokens=m["total_tokens"] + 1), "'total_tokens' is"),
+        (lambda m: m.update(total_rows=m["total_rows"] - 1), "'total_rows' is"),
+        (lambda m: _swap_two(m["tokens_by_domain"]), "'tokens_by_domain' does not match"),
+        (
+            lambda m: _swap_two(m["tokens_by_quality_bucket"]),
+            "'tokens_by_quality_bucket' does not match",
+        ),
+        (lambda m: m["tokens_by_domain"].pop("web"), "'tokens_by_domain' does not match"),
+        (
+            lambda m: m["shards"][0]["tokens_by_domain"].update(web=10**6),
+            r"shards\[0\]\.tokens_by_domain sums to",
+        ),
+        (lambda m: m["shards"][1].update(rows="7"), r"shards\[1\]\.rows must be"),
+        (lambda m: m.pop("total_tokens"), "lacks 'total_tokens'"),
+    ],
+)
+def test_manifest_totals_must_follow_from_shard_entries(tmp_path, edit, match):
+    _write(tmp_path / "s", _rows(30))
+    _edit_manifest(tmp_path / "s", edit)
+    with pytest.raises(ShardError, match=rf"manifest\.json: .*{match}"):
+        StageShards.open(tmp_path / "s", verify=False)
+
+
+def test_breakdown_moved_between_shards_is_caught_by_verify(tmp_path):
+    # Consistent JSON (stage totals still sum up) that disagrees with a shard's data.
+    _write(tmp_path / "s", _rows(30))
+
+    def move(m):
+        first, second = m["shards"][0]["tokens_by_domain"], m["shards"][1]["tokens_by_domain"]
+        a, b = sorted(set(first) & set(second))[:2]
+        first[a], first[b] = first[a] - 1, first[b] + 1
+        second[a], second[b] = second[a] + 1, second[b] - 1
+
+    _edit_manifest(tmp_path / "s", move)
+    StageShards.open(tmp_path / "s", verify=False)  # cheap checks cannot see it
+    with pytest.raises(ShardError, match=r"shard-00000\.arrow: tokens_by_domain"):
+        StageShards.open(tmp_path / "s")
+
+
+def test_format_version_1_is_still_read(tmp_path):
+    manifest = _write(tmp_path / "s", _rows(30))
+    assert manifest["format_version"] == 2
+
+    def to_v1(m):
+        m["format_version"] = 1
+        for s in m["shards"]:
+            del s["tokens_by_domain"], s["tokens_by_quality_bucket"]
+
+    _edit_manifest(tmp_path / "s", to_v1)
+    assert StageShards.open(tmp_path / "s").total_tokens == manifest["total_tokens"]
+    _edit_manifest(tmp_path / "s", lambda m: m["tokens_by_domain"].update(web=0))
+    with pytest.raises(ShardError, match="'tokens_by_domain' sums to"):
+        StageShards.open(tmp_path / "s", verify=False)
+
+
+def test_failed_rewrite_leaves_no_stage_that_looks_complete(tmp_path):
+    _write(tmp_path / "s", _rows(20))
+    with pytest.raises(ValueError, match="null"):
+        with StageWriter(
+            tmp_path / "s", stage="s", tokenizer=TOKENIZER, recipe={}, seed=0, lineage={}
+        ) as w:
+            w.write(_rows(20))
+            w.write(dict(_rows(3), doc_id=[None, "a", "b"]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # no .s.partial left
+    with pytest.raises(ShardError, match="missing manifest"):
+        StageShards.open(tmp_path / "s")
+    _write(tmp_path / "s", _rows(20, seed=4))  # a rerun replaces it whole
+    assert StageShards.open(tmp_path / "s").total_rows == 20
+
+
+def test_writer_refuses_to_replace_a_directory_that_is_not_a_stage(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    with pytest.raises(ShardError, match=r"notes: holds \['todo.txt'\]"):
+        _write(tmp_path / "notes", _rows(5))
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+
+
+def test_tokenizer_file_must_match_the_manifest(tmp_path):
+    tok = tmp_path / "tok" / "tokenizer.json"
+    tok.parent.mkdir()
+    tok.write_text("{}")
+    _write(tmp_path / "s", _rows(5))
+    _edit_manifest(tmp_path / "s", lambda m: m["tokenizer"].update(path="../tok/tokenizer.json"))
+    with pytest.raises(ShardError, match=r"tokenizer\.json: sha256 differs"):
+        StageShards.open(tmp_path / "s", verify=False)

@@ -1,0 +1,296 @@
+"""Writing a stage: document copies in, checksummed Arrow shards and manifest.json out.
+
+The stage is built in a hidden sibling directory and renamed into place only when its
+manifest is written, so an interrupted or failed write (a full disk, a killed process)
+never leaves a stage that looks complete, and a rerun starts from nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+
+from mixtures.shard_format import (
+    DEFAULT_MAX_SHARD_TOKENS,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    SCHEMA,
+    SHARD_PATTERN,
+    TOKENIZER_KEYS,
+    ShardError,
+    canonical_sha256,
+    file_sha256,
+    shard_breakdowns,
+    token_lengths,
+)
+
+log = logging.getLogger(__name__)
+
+_STAGE_FILE = re.compile(r"^(shard-\d{5,}\.arrow|manifest\.json)(\.tmp)?$")
+
+
+def _to_table(batch: Mapping[str, Any] | pa.Table | pa.RecordBatch, where: str) -> pa.Table:
+    """Coerce a dict of columns / table / batch to the shard schema (domain as plain strings)."""
+    if isinstance(batch, pa.RecordBatch):
+        batch = pa.Table.from_batches([batch])
+    if not isinstance(batch, pa.Table):
+        batch = pa.table(dict(batch))
+    missing = [f.name for f in SCHEMA if f.name not in batch.column_names]
+    if missing:
+        raise ValueError(f"{where}: write() is missing column(s) {missing}; needs {SCHEMA.names}")
+    columns = []
+    for field in SCHEMA:
+        col = batch.column(field.name)
+        target = pa.string() if field.name == "domain" else field.type
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        if col.null_count:
+            raise ValueError(f"{where}: column {field.name!r} has {col.null_count} null(s)")
+        try:
+            col = col.cast(target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+            raise ValueError(
+                f"{where}: column {field.name!r} ({col.type}) is not {target}: {e}"
+            ) from e
+        columns.append(col)
+    names = SCHEMA.names
+    return pa.table(columns, names=names)
+
+
+def write_error(e: OSError, path: Path, what: str = "") -> OSError:
+    """The same failure as an OSError naming the file (errno kept: ENOSPC stays ENOSPC), so
+    the CLI can report it in one line; pyarrow's and write_text's errors name no file."""
+    target = str(e.filename or path)
+    doing = f"cannot write {what}".rstrip()
+    if e.errno:
+        return OSError(e.errno, f"{doing}: {os.strerror(e.errno)}", target)
+    return OSError(f"{target}: {doing}: {e}")
+
+
+def check_replaceable(stage_dir: str | os.PathLike[str]) -> None:
+    """Refuse to replace a path that is not a stage directory, so a rewrite never deletes
+    anything but shards and a manifest (e.g. a stage named like a user's directory)."""
+    path = Path(stage_dir)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise ShardError(f"{path}: exists and is not a stage directory; will not replace it")
+    foreign = sorted(c.name for c in path.iterdir() if not _STAGE_FILE.match(c.name))
+    if foreign:
+        raise ShardError(
+            f"{path}: holds {foreign[:3]} besides shards and a manifest; not a stage "
+            "directory, will not replace it"
+        )
+
+
+class StageWriter:
+    """Appends document copies to a stage, splitting them into checksummed shards.
+
+    Everything goes into a hidden sibling, ``.<stage>.partial/`` (shards, then
+    ``manifest.json`` last), which is renamed onto the stage directory only when
+    complete; an error removes it. So a reader sees a complete stage or none. A rewrite
+    removes the old stage's manifest first: a failed rerun leaves no stale stage that
+    still looks current (its shards may belong to another tokenizer or recipe).
+    """
+
+    def __init__(
+        self,
+        stage_dir: str | os.PathLike[str],
+        *,
+        stage: str,
+        tokenizer: dict,
+        recipe: dict,
+        seed: int,
+        lineage: dict,
+        rows_per_shard: int = 50_000,
+        max_shard_tokens: int = DEFAULT_MAX_SHARD_TOKENS,
+    ) -> None:
+        self.stage_dir = Path(stage_dir)
+        missing = [k for k in TOKENIZER_KEYS if k not in tokenizer]
+        if missing:
+            raise ValueError(f"StageWriter({self.stage_dir}): tokenizer dict lacks {missing}")
+        if rows_per_shard < 1 or max_shard_tokens < 1:
+            raise ValueError(f"StageWriter({self.stage_dir}): rows_per_shard/max_shard_tokens < 1")
+        check_replaceable(self.stage_dir)
+        self.stage = stage
+        self.tokenizer = dict(tokenizer)
+        self.recipe = recipe
+        self.seed = int(seed)
+        self.lineage = lineage
+        self.rows_per_shard = int(rows_per_shard)
+        self.max_shard_tokens = int(max_shard_tokens)
+        self._vocab_size = int(tokenizer["vocab_size"])
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._pending_tokens = 0
+        self._shards: list[dict] = []
+        self._closed = False
+        self._manifest: dict | None = None
+        final = Path(os.path.abspath(self.stage_dir))
+        self._partial = final.with_name(f".{final.name}.partial")
+        self._old = final.with_name(f".{final.name}.old")
+        try:
+            shutil.rmtree(self._partial, ignore_errors=True)  # left by a killed run
+            self._partial.mkdir(parents=True)
+            (self.stage_dir / MANIFEST_NAME).unlink(missing_ok=True)
+        except OSError as e:
+            raise write_error(e, self._partial, f"stage {stage!r}") from e
+
+    def __enter__(self) -> StageWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop everything written so far; the stage stays visibly absent (no manifest)."""
+        self._closed = True
+        shutil.rmtree(self._partial, ignore_errors=True)
+
+    def write(self, batch: Mapping[str, Any] | pa.Table | pa.RecordBatch) -> None:
+        """Append rows (dict of columns, Table or RecordBatch in the shard schema)."""
+        if self._closed:
+            raise ValueError(f"StageWriter({self.stage_dir}): write() after close()")
+        table = _to_table(batch, f"StageWriter({self.stage_dir})")
+        if table.num_rows == 0:
+            return
+        values = pc.list_flatten(table.column("tokens"))
+        if len(values) and pc.max(values).as_py() >= self._vocab_size:
+            raise ValueError(
+                f"StageWriter({self.stage_dir}): token id {pc.max(values).as_py()} >= "
+                f"tokenizer vocab_size {self._vocab_size}"
+            )
+        lengths = token_lengths(table.column("tokens"))
+        cum = np.concatenate([[0], np.cumsum(lengths)])
+        start, n_rows = 0, table.num_rows
+        # Cut the incoming rows wherever the pending shard fills up (rows or tokens).
+        while start < n_rows:
+            room_rows = self.rows_per_shard - self._pending_rows
+            room_tokens = self.max_shard_tokens - self._pending_tokens
+            fit = int(np.searchsorted(cum[start:], cum[start] + room_tokens, side="right")) - 1
+            k = min(room_rows, fit, n_rows - start)
+            if k == 0:
+                if self._pending_rows:
+                    self._flush()
+                    continue
+                k = 1  # one document larger than max_shard_tokens gets a shard of its own
+                if lengths[start] >= 2**31:
+                    raise ValueError(
+                        f"StageWriter({self.stage_dir}): document of "
+                        f"{lengths[start]} tokens exceeds Arrow list offsets"
+                    )
+            self._append(table.slice(start, k), int(cum[start + k] - cum[start]))
+            start += k
+            if (
+                self._pending_rows >= self.rows_per_shard
+                or self._pending_tokens >= self.max_shard_tokens
+            ):
+                self._flush()
+
+    def _append(self, table: pa.Table, n_tokens: int) -> None:
+        if table.num_rows:
+            self._pending.append(table)
+            self._pending_rows += table.num_rows
+            self._pending_tokens += n_tokens
+
+    def _flush(self) -> None:
+        if not self._pending_rows:
+            return
+        table = pa.concat_tables(self._pending).combine_chunks()
+        self._pending, self._pending_rows, self._pending_tokens = [], 0, 0
+        domain = table.column("domain").combine_chunks().dictionary_encode()
+        domain = domain.cast(pa.dictionary(pa.int32(), pa.string()))
+        table = table.set_column(SCHEMA.get_field_index("domain"), SCHEMA.field("domain"), domain)
+        table = table.cast(SCHEMA)
+        breakdowns = shard_breakdowns(table)
+        n_tokens = sum(breakdowns["tokens_by_domain"].values())
+
+        name = SHARD_PATTERN.format(len(self._shards))
+        final = self._partial / name
+        tmp = final.with_name(name + ".tmp")
+        try:
+            with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, SCHEMA) as writer:
+                for b in table.to_batches(max_chunksize=None):  # one batch after combine_chunks
+                    writer.write_batch(b)
+            os.replace(tmp, final)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)  # free the space now, not only on abort()
+            raise write_error(e, tmp, f"stage {self.stage!r}") from e
+        self._shards.append(
+            {
+                "path": name,
+                "sha256": file_sha256(final),
+                "rows": table.num_rows,
+                "tokens": n_tokens,
+                **breakdowns,
+            }
+        )
+        log.info(
+            "stage %s: wrote %s (%d rows, %d tokens)", self.stage, name, table.num_rows, n_tokens
+        )
+
+    def _totals(self, key: str) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for s in self._shards:
+            for k, v in s[key].items():
+                total[k] = total.get(k, 0) + v
+        return total
+
+    def close(self) -> dict:
+        """Flush the last shard, write manifest.json last, move the stage into place."""
+        if self._manifest is not None:
+            return self._manifest
+        if self._closed:
+            raise ValueError(f"StageWriter({self.stage_dir}): closed after an error; no manifest")
+        try:
+            self._flush()
+            buckets = self._totals("tokens_by_quality_bucket")
+            manifest = {
+                "format_version": FORMAT_VERSION,
+                "stage": self.stage,
+                "tokenizer": self.tokenizer,
+                "recipe": self.recipe,
+                "recipe_sha256": canonical_sha256(self.recipe),
+                "seed": self.seed,
+                "shards": self._shards,
+                "total_rows": sum(s["rows"] for s in self._shards),
+                "total_tokens": sum(s["tokens"] for s in self._shards),
+                "tokens_by_domain": dict(sorted(self._totals("tokens_by_domain").items())),
+                "tokens_by_quality_bucket": {k: buckets[k] for k in sorted(buckets, key=int)},
+                "lineage": self.lineage,
+            }
+            path = self._partial / MANIFEST_NAME
+            try:
+                path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            except OSError as e:
+                raise write_error(e, path, f"stage {self.stage!r}") from e
+            self._move_into_place()
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        self._manifest = manifest
+        return manifest
+
+    def _move_into_place(self) -> None:
+        """Swap the finished .partial directory in by rename (the old stage, if any, out)."""
+        shutil.rmtree(self._old, ignore_errors=True)
+        if self.stage_dir.exists():
+            check_replaceable(self.stage_dir)
+            os.replace(self.stage_dir, self._old)
+        os.replace(self._partial, self.stage_dir)
+        shutil.rmtree(self._old, ignore_errors=True)
