@@ -52,7 +52,11 @@ def run_demo(input_path: str, output: str, recipe: str, plan: str, nproc: int = 
     mix = run_mix(str(out / "curate"), recipe, str(out / "mix"))
     timings["mix_s"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
-    train = run_training(plan, str(out / "mix"), str(out / "train"), nproc=nproc)
+    # a rerun (or a killed demo) continues from the latest checkpoint rather than being
+    # refused: same data, same plan, so resuming is what the user wants here
+    if (out / "train" / "checkpoints" / "latest.json").is_file():
+        log.info("%s holds checkpoints: resuming from the latest", out / "train")
+    train = run_training(plan, str(out / "mix"), str(out / "train"), nproc=nproc, resume=True)
     timings["train_s"] = round(time.perf_counter() - t, 1)
     summary = {
         "documents": stats["counts"],

@@ -34,6 +34,10 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, incomplete or does not fit the run resuming from it."""
 
 
+class RunDirInUse(CheckpointError):
+    """A fresh (not `--resume`) run was pointed at a directory that holds checkpoints."""
+
+
 def stage_checkpoint_dir(root: Path, stage: str, step: int | None = None) -> Path:
     return root / (stage if step is None else f"{stage}.step{step}")
 
@@ -108,6 +112,41 @@ def latest_checkpoint(root: Path) -> Path | None:
     if not (path / TRAINER_STATE).is_file():
         raise CheckpointError(f"{pointer}: points at {path}, which is not a complete checkpoint")
     return path
+
+
+def complete_checkpoints(root: Path) -> list[Path]:
+    """Checkpoint directories under `root` whose save finished (they hold trainer state)."""
+    return sorted(p.parent for p in root.glob(f"*/{TRAINER_STATE}")) if root.is_dir() else []
+
+
+def check_run_dir(output: Path, *, resume: bool) -> Path | None:
+    """Refuse a fresh start over checkpoints; with `resume`, the checkpoint it continues from.
+
+    A fresh run would overwrite the old run's checkpoints one by one as it reaches their
+    steps, so forgetting `--resume` would silently destroy them. Checked before torchrun
+    starts and again by every rank.
+    """
+    root = output / "checkpoints"
+    if resume:
+        return latest_checkpoint(root)
+    found = complete_checkpoints(root)
+    if not found:
+        return None
+    try:
+        latest = latest_checkpoint(root)
+    except CheckpointError:
+        latest = None
+    if latest is None:
+        latest = max(found, key=lambda p: (p / TRAINER_STATE).stat().st_mtime_ns)
+    try:
+        state = json.loads((latest / TRAINER_STATE).read_text(encoding="utf-8"))
+        where = f" (stage {state['stage']}, step {state['stage_step']})"
+    except (OSError, ValueError, KeyError):
+        where = ""
+    raise RunDirInUse(
+        f"{output} already holds checkpoints, latest {latest}{where}; pass --resume to "
+        "continue from it, or choose another --output"
+    )
 
 
 def load_model_weights(path: Path, model: nn.Module) -> dict[str, Any]:

@@ -2,7 +2,11 @@
 
 Outside torchrun (no LOCAL_RANK in the environment) this launches
 `python -m torch.distributed.run --standalone --nproc_per_node N -m training.pretrain ...`
-as a subprocess; inside torchrun it runs the stage runner directly.
+as a subprocess, its output in OUTPUT/train.log (rank 0's progress is echoed; `sharpen -v`
+echoes everything); inside torchrun it runs the stage runner directly.
+
+An output that holds checkpoints is refused unless `--resume` is given: a fresh run
+would overwrite them.
 """
 
 from __future__ import annotations
@@ -11,18 +15,15 @@ import argparse
 import json
 import logging
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
+
+from training.launch import TrainingFailed, run_torchrun
 
 log = logging.getLogger(__name__)
 
 DEMO_PLAN = Path(__file__).parent / "recipes" / "demo.yaml"  # the plan `sharpen demo` runs
-
-
-class TrainingFailed(RuntimeError):
-    """The torchrun job exited non-zero (its ranks' output says why)."""
+__all__ = ["DEMO_PLAN", "TrainingFailed", "format_summary", "register", "run_training"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,18 +42,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        summary = run_training(
-            args.plan,
-            args.data,
-            args.output,
-            nproc=args.nproc,
-            resume=args.resume,
-            stop_after=args.stop_after,
-        )
-    except TrainingFailed as e:
-        print(f"sharpen train: {e}", file=sys.stderr)
-        return 1
+    """TrainingFailed propagates: `sharpen` prints its one line (with `-v`, the traceback)."""
+    summary = run_training(
+        args.plan,
+        args.data,
+        args.output,
+        nproc=args.nproc,
+        resume=args.resume,
+        stop_after=args.stop_after,
+    )
     if summary:
         print(format_summary(summary))
     else:
@@ -69,11 +67,15 @@ def run_training(
     resume: bool = False,
     stop_after: str | None = None,
     timeout_s: float | None = None,
+    verbose: bool | None = None,
 ) -> dict[str, Any]:
-    """Validate plan and shards here, train under torchrun, return summary.json's content.
+    """Validate plan, shards and output here, train under torchrun, return summary.json's content.
 
-    Returns {} when `stop_after` ended the run early.
+    Returns {} when `stop_after` ended the run early. Raises TrainingFailed (one line: the
+    failing rank's error) when a rank fails. `verbose` echoes every line of the ranks'
+    output, not only rank 0's log; None: when this process logs at DEBUG (`sharpen -v`).
     """
+    from training.checkpoint import check_run_dir
     from training.plan import load_plan
     from training.pretrain import open_stage_shards, parse_stop_after
 
@@ -83,6 +85,7 @@ def run_training(
     parsed = load_plan(plan_path)  # fail fast, before spawning ranks
     parse_stop_after(stop_after, parsed)
     open_stage_shards(parsed, data_root, verify=False)
+    check_run_dir(out, resume=resume)  # before anything in `out` is touched
     out.mkdir(parents=True, exist_ok=True)
     summary_path = out / "summary.json"
     summary_path.unlink(missing_ok=True)
@@ -94,22 +97,16 @@ def run_training(
 
         main(rest)
     else:
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            str(nproc),
-            "-m",
+        if verbose is None:
+            verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
+        run_torchrun(
+            nproc,
             "training.pretrain",
-            *rest,
-        ]
-        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-        log.info("launching: %s", " ".join(cmd))
-        result = subprocess.run(cmd, env=env, timeout=timeout_s, check=False)
-        if result.returncode != 0:
-            raise TrainingFailed(f"torchrun exited with code {result.returncode}: {' '.join(cmd)}")
+            rest,
+            out / "train.log",
+            verbose=verbose,
+            timeout_s=timeout_s,
+        )
     if not summary_path.is_file():
         return {}
     return json.loads(summary_path.read_text(encoding="utf-8"))

@@ -1,31 +1,55 @@
 """Metrics as JSON lines, one per optimizer step, written by rank 0 only.
 
-Flushed every line so a killed run keeps every finished step; on resume the lines past
-the checkpoint's step are dropped so the file reads as one uninterrupted run.
+The file is never truncated in place, because it is the only record of a run's curve:
+- each line is appended and flushed, so a killed run keeps every finished step; a kill
+  in the middle of a write leaves at most a torn last line, which readers drop;
+- on resume, the lines past the checkpoint's step (steps that run again) are dropped by
+  writing the kept lines to a temporary file and renaming it over the old one, so a kill
+  during the rewrite leaves either the old file or the new one, never half of either;
+- a fresh start over an existing file moves it aside to `metrics.jsonl.prev-N` instead of
+  overwriting it (the previous run may have died before its first checkpoint).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
 
 
 class MetricsWriter:
     def __init__(self, path: Path, *, enabled: bool, keep_through_step: int | None = None) -> None:
         """keep_through_step: resume (keep lines with step <= it); None: start a fresh file."""
         self.path, self.enabled = path, enabled
-        self._file = None
+        self._file: IO[str] | None = None
         if not enabled:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        kept = []
-        if keep_through_step is not None and path.is_file():
-            kept = [r for r in read_metrics(path) if r["step"] <= keep_through_step]
-        with path.open("w", encoding="utf-8") as f:
-            for row in kept:
-                f.write(json.dumps(row) + "\n")
+        if keep_through_step is None:
+            move_aside(path)
+        elif path.is_file():
+            self._trim(keep_through_step)
         self._file = path.open("a", encoding="utf-8")
+
+    def _trim(self, keep_through_step: int) -> None:
+        """Drop the lines of steps that run again; rewrite atomically, only when needed."""
+        text = self.path.read_text(encoding="utf-8")
+        rows = read_metrics(self.path)
+        kept = [r for r in rows if r["step"] <= keep_through_step]
+        if len(kept) == len(rows) and (not text or text.endswith("\n")):
+            return  # nothing to drop: keep appending to the same file
+        if len(kept) < len(rows):
+            log.info(
+                "%s: dropping %d line(s) after step %d; those steps run again",
+                self.path,
+                len(rows) - len(kept),
+                keep_through_step,
+            )
+        write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def log(self, row: dict[str, Any]) -> None:
         if self._file is not None:
@@ -34,18 +58,56 @@ class MetricsWriter:
 
     def close(self) -> None:
         if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
 
 
+def move_aside(path: Path) -> Path | None:
+    """Rename a non-empty `path` to the first free `<name>.prev-N`; returns the new path."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    n = 1
+    while (aside := path.with_name(f"{path.name}.prev-{n}")).exists():
+        n += 1
+    os.replace(path, aside)
+    log.info("%s: fresh start; kept the previous run's file as %s", path, aside.name)
+    return aside
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a temporary file, fsync it, then rename it over `path`."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:  # make the rename itself durable; not every filesystem can open a directory
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """All rows; an unparsable *last* line without its newline (a killed write) is dropped."""
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")  # a complete file ends with "\n": the last item is ""
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as e:
+            if n == len(lines):
+                log.warning("%s:%d: dropping an incomplete last line (a killed write)", path, n)
+                break
             raise ValueError(f"{path}:{n}: not a JSON line: {e}") from e
     return rows
 

@@ -105,8 +105,10 @@ def load_plan(path: str | Path) -> TrainPlan:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise
+    except yaml.MarkedYAMLError as e:
+        raise PlanError(_yaml_error(path, e)) from e
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise PlanError(f"{path}: unreadable plan: {e}") from e
+        raise PlanError(f"{path}: unreadable plan: {' '.join(str(e).split())}") from e
     if not isinstance(raw, dict):
         raise PlanError(f"{path}: plan must be a YAML mapping")
     try:
@@ -117,3 +119,12 @@ def load_plan(path: str | Path) -> TrainPlan:
             for err in e.errors()
         )
         raise PlanError(f"{path}: invalid plan: {problems}") from e
+
+
+def _yaml_error(path: Path, e: yaml.MarkedYAMLError) -> str:
+    """`plan.yaml:7: invalid YAML: ...` on one line: an editor jumps to the line."""
+    mark = e.problem_mark or e.context_mark
+    what = ", ".join(" ".join(str(t).split()) for t in (e.context, e.problem) if t)
+    if mark is None:
+        return f"{path}: invalid YAML: {what}"
+    return f"{path}:{mark.line + 1}: invalid YAML: {what} (column {mark.column + 1})"

@@ -19,8 +19,9 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.errors import record
 
-from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from training.checkpoint import check_run_dir, latest_checkpoint, load_checkpoint, save_checkpoint
 from training.checkpoint import stage_checkpoint_dir as ckpt_dir
 from training.data.loader import PackedLoader
 from training.metrics import MetricsWriter, read_metrics, summarize
@@ -237,6 +238,7 @@ def parse_stop_after(value: str | None, plan: TrainPlan) -> tuple[str, int] | No
     return name, int(step)
 
 
+@record  # a failing rank writes its exception where the launcher finds the root cause
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(
@@ -246,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     plan = load_plan(args.plan)
     stop_after = parse_stop_after(args.stop_after, plan)
+    check_run_dir(args.output, resume=args.resume)  # also when torchrun is started by hand
     torch.set_num_threads(args.threads)
     device_type = None if plan.device == "auto" else plan.device
     env = init_distributed(device_type)
