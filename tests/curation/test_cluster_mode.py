@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -193,3 +194,39 @@ def test_cluster_start_failure_is_clear_and_leaves_nothing(tmp_path: Path) -> No
         with cluster:
             pytest.fail("the cluster must not start with an invalid worker memory")
     assert _spark_processes(cluster) == []
+
+
+@pytest.mark.slow
+def test_killed_executor_is_replaced_and_output_is_identical(corpus, cluster, tmp_path: Path):
+    """Kill -9 the executor JVM while the job runs: the standalone master starts a new
+    executor, Spark retries the lost tasks, and the output matches a local run."""
+    inputs, config = corpus
+    args = ["--config", str(config), "--input", str(inputs)]
+    local, remote = tmp_path / "local", tmp_path / "cluster"
+    _run([PYTHON, "-m", "sharpen.cli", "curate", "--master", "local[2]", *args, "--output",
+          str(local)], _env(), "local run")
+    job = subprocess.Popen(cluster.submit_command(curation.submit.__file__,
+                                                  [*args, "--output", str(remote)],
+                                                  driver_memory="1g"),
+                           env=cluster.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        deadline = time.time() + JOB_TIMEOUT
+        while not (remote / "_stages" / "annotated._writing").exists():
+            assert job.poll() is None and time.time() < deadline, "job ended before the kill"
+            time.sleep(0.05)
+        executors = [p for p in psutil.process_iter(["cmdline"])
+                     if "CoarseGrainedExecutorBackend" in " ".join(p.info["cmdline"] or [])]
+        assert executors, "no executor process found"
+        for p in executors:
+            p.kill()
+        assert job.wait(timeout=JOB_TIMEOUT) == 0, job.stderr.read()[-4000:]
+    finally:
+        if job.poll() is None:
+            job.kill()
+    # the worker ran a second executor for the app (work/<app id>/<executor id>/)
+    app_dirs = sorted((cluster.root / "work").glob("app-*"), key=lambda p: p.stat().st_mtime)
+    assert len([d for d in app_dirs[-1].iterdir() if d.is_dir()]) >= 2
+    assert _stats(remote) == _stats(local)
+    for name in ("curated", "dedup", "removed", "quarantine"):
+        _assert_same_output(local, remote, name)
