@@ -38,9 +38,8 @@ def register(sub) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from curation.config import CurationConfig
-    from curation.errors import JobFailed, is_spark_error, root_cause
     from curation.pipeline import run_curation
-    from curation.spark_session import parse_conf_args, spark_log_path
+    from curation.spark_session import parse_conf_args
 
     if not args.input or not args.output:
         args._curate_parser.error("--input and --output are required")
@@ -48,15 +47,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.threshold is not None:
         cfg = cfg.model_copy(update={"dedup": cfg.dedup.model_copy(update={"threshold": args.threshold})})
         CurationConfig.model_validate(cfg.model_dump())
-    conf = parse_conf_args(args.conf)
-    try:
-        stats = run_curation(args.input, args.output, cfg, master=args.master, mode=args.mode,
-                             spark_conf=conf)
-    except Exception as e:
-        if args.verbose or not is_spark_error(e):
-            raise
-        raise JobFailed(f"{root_cause(e)} (Spark log: {spark_log_path()}; rerun with -v for "
-                        "the trace; a rerun resumes from the last finished stage)") from e
+    stats = run_curation(args.input, args.output, cfg, master=args.master, mode=args.mode,
+                         spark_conf=parse_conf_args(args.conf))
     c = stats["counts"]
     print(f"in {c['input']} = kept {c['kept']} + removed {c['removed']} "
           f"+ quarantined {c['quarantined']}")

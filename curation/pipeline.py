@@ -25,6 +25,7 @@ from curation.dedup.lsh import bucket_members, compute_signatures
 from curation.dedup.lsh_params import choose_lsh_params
 from curation.dedup.minhash import ShingleSpec
 from curation.dedup.verify import verified_edges
+from curation.errors import JobFailed, is_spark_error, root_cause
 from curation.filters.runner import rule_names
 from curation.io.hadoop_fs import HadoopFS
 from curation.io.jsonl_splits import Split, plan_splits
@@ -222,8 +223,9 @@ def run_curation(inputs: list[str] | str, output: str, cfg: CurationConfig | Non
                  master: str | None = None, mode: str = "full",
                  spark_conf: dict[str, str] | None = None) -> dict:
     """Python entry point (used by the CLI, the demo and notebooks). `spark_conf` (the
-    CLI's `--conf`) wins over the config's `spark:` settings."""
-    from curation.spark_session import get_spark
+    CLI's `--conf`) wins over the config's `spark:` settings. A failed Spark job raises
+    `JobFailed` with its root cause on one line (the Py4J error is its `__cause__`)."""
+    from curation.spark_session import get_spark, spark_log_path
 
     cfg = cfg or CurationConfig()
     user_conf = {**cfg.spark, **(spark_conf or {})}
@@ -233,4 +235,10 @@ def run_curation(inputs: list[str] | str, output: str, cfg: CurationConfig | Non
                       user_conf=user_conf)
     if isinstance(inputs, str):
         inputs = [inputs]
-    return CurationJob(spark, inputs, output, cfg, mode).run()
+    try:
+        return CurationJob(spark, inputs, output, cfg, mode).run()
+    except Exception as e:
+        if not is_spark_error(e):
+            raise
+        raise JobFailed(f"{root_cause(e)} (Spark log: {spark_log_path()}; `sharpen -v` shows "
+                        "the trace; a rerun resumes from the last finished stage)") from e

@@ -105,7 +105,3 @@ class HadoopFS:
         while it.hasNext():
             out.append(it.next().getPath().toString())
         return sorted(out)
-
-    def file_signature(self, path: str) -> tuple[str, int, int]:
-        st = self._fs(path).getFileStatus(self._p(path))
-        return (path, int(st.getLen()), int(st.getModificationTime()))
