@@ -39,16 +39,17 @@ def lone(spark, tmp_path_factory):
     return corpus, root / "out"
 
 
-def _wait_for(path_glob: Path, proc, timeout: float = 240) -> Path:
+def _wait_for(*paths: Path, proc, timeout: float = 240) -> Path:
+    """The first of `paths` to exist (polling every 20 ms) while `proc` runs."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        found = sorted(path_glob.parent.glob(path_glob.name))
-        if found:
-            return found[0]
+        for p in paths:
+            if p.exists():
+                return p
         if proc.poll() is not None:
-            raise AssertionError(f"job ended before {path_glob} appeared: {proc.stderr.read()[-3000:]}")
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {path_glob}")
+            raise AssertionError(f"job ended before {paths} appeared: {proc.stderr.read()[-3000:]}")
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {paths}")
 
 
 def _kill(proc) -> None:
@@ -63,7 +64,7 @@ def test_second_job_on_the_same_output_is_refused_and_the_first_is_intact(lone, 
     corpus, lone_out = lone
     out = tmp_path / "out"
     first = sharpen_bg("curate", "--input", str(corpus), "--output", str(out))
-    _wait_for(out / LOCK_NAME, first)
+    _wait_for(out / LOCK_NAME, proc=first)
     started = time.time()
     second = sharpen("curate", "--input", str(corpus), "--output", str(out))
     line = one_line_error(second.stderr)
@@ -77,20 +78,33 @@ def test_second_job_on_the_same_output_is_refused_and_the_first_is_intact(lone, 
 
 def test_live_lock_refuses_and_stale_lock_is_taken_over(spark, lone, tmp_path):
     corpus, lone_out = lone
-    out = tmp_path / "out"
-    out.mkdir()
     me = psutil.Process()
     live = {"pid": me.pid, "host": socket.gethostname(), "proc_started": me.create_time(),
             "started": "2026-01-01T00:00:00+00:00", "token": "someone-else"}
-    (out / LOCK_NAME).write_text(json.dumps(live))
-    with pytest.raises(OutputInUse, match=f"pid {me.pid} on {socket.gethostname()} since 2026"):
-        CurationJob(spark, [str(corpus)], str(out), CurationConfig()).run()
-    assert not (out / "_stages").exists()
     dead = psutil.Popen(["true"])
     dead.wait()
-    (out / LOCK_NAME).write_text(json.dumps({**live, "pid": dead.pid}))
-    CurationJob(spark, [str(corpus)], str(out), CurationConfig()).run()
-    assert output_digest(out) == output_digest(lone_out)
+    old = time.time() - 600
+    cases = [  # (lock content, its age in seconds or None, refused?)
+        (live, None, f"pid {me.pid} on {socket.gethostname()} since 2026"),
+        ({**live, "host": "another-host"}, None, "on another-host"),  # fresh heartbeat
+        ({**live, "host": "another-host"}, old, None),  # no heartbeat for 10 minutes
+        ({**live, "pid": dead.pid}, None, None),  # its process is gone
+    ]
+    for i, (holder, mtime, refused) in enumerate(cases):
+        out = tmp_path / f"out{i}"
+        out.mkdir()
+        (out / LOCK_NAME).write_text(json.dumps(holder))
+        if mtime is not None:
+            os.utime(out / LOCK_NAME, (mtime, mtime))
+        job = CurationJob(spark, [str(corpus)], str(out), CurationConfig())
+        if refused:
+            with pytest.raises(OutputInUse, match=refused):
+                job.run()
+            assert not (out / "_stages").exists() and (out / LOCK_NAME).exists()
+        else:
+            job.run()
+            assert output_digest(out) == output_digest(lone_out)
+            assert not (out / LOCK_NAME).exists()
 
 
 def test_half_written_stage_is_never_reused(spark, lone, tmp_path):
@@ -111,15 +125,18 @@ def test_half_written_stage_is_never_reused(spark, lone, tmp_path):
 def test_driver_killed_at_each_stage_resumes_to_the_same_output(spark, lone, tmp_path):
     corpus, lone_out = lone
     out = tmp_path / "out"
-    for stage in ("validated", "exact", "components", "quarantine"):
+    """SIGKILL the whole driver (Python and JVM) while each stage writes (or, for a stage
+    too quick to catch, right after it commits), then once while writing `curated/`."""
+    stages = ("validated", "annotated", "exact", "signatures", "members", "edges",
+              "components", "assigned")
+    for name in (*stages, "curated"):
         proc = sharpen_bg("curate", "--input", str(corpus), "--output", str(out))
-        where = out / f"{stage}._writing" if stage == "quarantine" else (
-            out / "_stages" / f"{stage}._writing")
-        _wait_for(where, proc)
+        root = out if name == "curated" else out / "_stages"
+        _wait_for(root / f"{name}._writing", root / name, proc=proc)
         _kill(proc)
     assert (out / LOCK_NAME).exists()  # left by the killed driver: stale, taken over
     stats = CurationJob(spark, [str(corpus)], str(out), CurationConfig()).run()
-    assert set(stats["stages"]["resumed"]) >= {"validated", "annotated", "exact"}
+    assert set(stats["stages"]["resumed"]) == set(stages)
     assert output_digest(out) == output_digest(lone_out)
 
 
