@@ -88,9 +88,10 @@ def read_split_lines(split: Split, max_bytes: int) -> Iterator[tuple[str, bytes 
     """Yield ("line", bytes, offset), ("oversized", preview, size) and at most one final
     ("error", message, offset) for the non-blank lines that start in the split."""
     gz = is_gzip(split.file)
-    raw = open_binary(split.file)
+    raw = None
     pos = 0
     try:
+        raw = open_binary(split.file)
         f = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
         if split.start > 0:
             f.seek(split.start - 1)
@@ -112,7 +113,8 @@ def read_split_lines(split: Split, max_bytes: int) -> Iterator[tuple[str, bytes 
         what = "decompressed " if gz else ""
         yield "error", f"{type(e).__name__}: {e} (after {pos:,} {what}bytes)", pos
     finally:
-        raw.close()
+        if raw is not None:
+            raw.close()
 
 
 def _oversized_row(cfg: CurationConfig, preview: bytes, size: int) -> dict:
