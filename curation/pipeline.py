@@ -17,7 +17,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from curation.annotate import ANNOTATION_DDL, annotate_batches
+from curation.annotate import annotate_batches, annotation_ddl
 from curation.config import CurationConfig
 from curation.dedup.connected_components import connected_components
 from curation.dedup.exact import exact_groups, keeper_order
@@ -131,7 +131,7 @@ class CurationJob:
                 for name in ("gopher_quality", "gopher_repetition", "c4", "fineweb")})})
         valid = validated.where(F.col("q_reason").isNull())
         notes = valid.select("id", "source", "domain", "text", "meta").mapInArrow(
-            lambda it: annotate_batches(it, cfg), ANNOTATION_DDL)
+            lambda it: annotate_batches(it, cfg), annotation_ddl(cfg))
         prio = F.lit(len(self.cfg.source_priority))
         for i, src in enumerate(self.cfg.source_priority):
             prio = F.when(F.col("source") == src, F.lit(i)).otherwise(prio)

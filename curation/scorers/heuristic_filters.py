@@ -1,0 +1,28 @@
+"""Registry entry: the Gopher, C4 and FineWeb rule sets (`curation/filters/`)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from curation.filters.runner import evaluate
+from curation.scorers.base import DocBatch, Scorer
+
+
+class HeuristicFilters(Scorer):
+    """Which rule removed the document (first in evaluation order) and which flagged it.
+    A rule set configured to rewrite text (e.g. dropping lines) replaces the text here,
+    first in the pass, so every later entry scores the final text."""
+
+    name = "heuristic_filters"
+    columns = (pa.field("removed_by", pa.string()),
+               pa.field("heuristic_flags", pa.list_(pa.string())))
+    rewrites_text = True
+
+    def score(self, batch: DocBatch) -> dict[str, list]:
+        results = evaluate(batch.texts, batch.domains, self.cfg.filters)
+        return {
+            "text": [r.text if r.text is not None else t
+                     for r, t in zip(results, batch.texts, strict=True)],
+            "removed_by": [r.removed_by for r in results],
+            "heuristic_flags": [r.flags for r in results],
+        }
