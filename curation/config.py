@@ -51,7 +51,7 @@ class DedupConfig(_Strict):
 
 
 class QualityConfig(_Strict):
-    bucket_percentiles: list[float] = Field([0.3, 0.6], description="Per-domain percentiles of the heuristic quality score that cut tail/middle/head buckets (CCNet's 30/60); bucket = number of cuts below the score.")
+    buckets: int = Field(5, ge=1, le=100, description="Number of quality buckets. `quality_bucket` (0 = worst) is cut at global percentiles i/buckets of `quality_score` over every kept document of every domain, computed by Spark over the whole table, so a bucket means the same quality in every domain (a domain of worse text gets fewer top-bucket documents). The cut-offs and a bucket x domain table go into stats.json.")
 
 
 class CurationConfig(_Strict):

@@ -20,20 +20,38 @@ CURATED_COLUMNS = [
 ]
 
 
-def quality_buckets(keepers: DataFrame, percentiles: list[float]) -> DataFrame:
-    """Per-domain quality buckets from global percentiles (never constant cut-offs)."""
-    if not percentiles:
-        return keepers.withColumn("quality_bucket", F.lit(0))
-    cuts = keepers.groupBy("domain").agg(
-        F.percentile_approx("quality_score", sorted(percentiles), 10_000).alias("_cuts"))
+def quality_cutoffs(keepers: DataFrame, buckets: int) -> list[float]:
+    """Global cut-offs of `quality_score`: cut i is the smallest score with at least i/buckets
+    of all kept documents at or below it. Exact and independent of partitioning (Spark's
+    approximate percentile is neither): scores are rounded to 1e-6, counted per distinct
+    value (at most a million rows reach the driver), and the ranks are read off in order."""
+    if buckets <= 1:
+        return []
+    q = F.round(F.col("quality_score"), 6).alias("q")
+    counts = [(float(r["q"]), int(r["count"])) for r in
+              keepers.where(F.col("quality_score").isNotNull()).groupBy(q).count().collect()]
+    counts.sort()
+    total = sum(n for _, n in counts)
+    cutoffs, seen, i = [], 0, 1
+    for value, n in counts:
+        seen += n
+        while i < buckets and seen * buckets >= i * total:
+            cutoffs.append(value)
+            i += 1
+    return cutoffs
+
+
+def quality_buckets(keepers: DataFrame, cutoffs: list[float]) -> DataFrame:
+    """quality_bucket = how many cut-offs lie strictly below the score (0 = worst)."""
     bucket = F.lit(0)
-    for i in range(len(percentiles)):
-        bucket = bucket + (F.col("quality_score") > F.col("_cuts")[i]).cast("int")
-    return keepers.join(cuts, "domain").withColumn("quality_bucket", bucket).drop("_cuts")
+    for cut in cutoffs:
+        bucket = bucket + (F.col("quality_score") > F.lit(cut)).cast("int")
+    return keepers.withColumn("quality_bucket", bucket)
 
 
 def write_outputs(job, validated: DataFrame, annotated: DataFrame, assigned: DataFrame,
-                  commit: Callable[[str, str], None] | None = None) -> None:
+                  commit: Callable[[str, str], None] | None = None) -> dict:
+    """Write every output; returns the quality bucketing (cut-offs) for stats.json."""
     out, cfg = job.output, job.cfg
     quarantine = validated.where(F.col("q_reason").isNotNull()).select(
         F.col("q_reason").alias("reason"), F.col("q_detail").alias("detail"), "file", "block",
@@ -66,6 +84,9 @@ def write_outputs(job, validated: DataFrame, annotated: DataFrame, assigned: Dat
             F.lit(None).cast("double").alias("quality_fasttext"),
             F.lit(None).cast("double").alias("quality_kenlm_ppl"),
             "heuristic_flags", "quality_score", "meta")
-        curated = quality_buckets(keepers, cfg.quality.bucket_percentiles).select(*CURATED_COLUMNS)
+        cutoffs = quality_cutoffs(keepers, cfg.quality.buckets)
+        curated = quality_buckets(keepers, cutoffs).select(*CURATED_COLUMNS)
         write_parquet(curated, f"{out}/curated", ["id"], partition_by="domain",
                       files=cfg.output_files_per_domain, commit=commit)
+        return {"buckets": cfg.quality.buckets, "cutoffs": cutoffs}
+    return {}

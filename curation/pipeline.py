@@ -209,9 +209,9 @@ class CurationJob:
             components = store.stage("components", lambda: connected_components(
                 edges, store.scratch("cc_work"), d.max_cc_iterations, dedup_stats), dedup_stats)
         assigned = store.stage("assigned", lambda: self._assigned(exact, components))
-        write_outputs(self, validated, annotated, assigned, commit=store.commit)
+        quality = write_outputs(self, validated, annotated, assigned, commit=store.commit)
         self.stats = build_stats(self, validated, read_info["files"], annotated, assigned,
-                                 store, dedup_stats,
+                                 store, dedup_stats, quality,
                                  rule_names(self.cfg.filters) if self.mode == "full" else [],
                                  time.perf_counter() - started)
         lock.assert_held()

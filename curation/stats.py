@@ -19,7 +19,7 @@ def _counts(df: DataFrame, col: str) -> dict[str, int]:
 
 
 def build_stats(job, validated: DataFrame, files: dict[str, dict], annotated: DataFrame,
-                assigned: DataFrame, store, dedup_stats: dict, rules: list[str],
+                assigned: DataFrame, store, dedup_stats: dict, quality: dict, rules: list[str],
                 seconds: float) -> dict:
     """`files` is what the validated stage read from each input file (its marker): the
     records counted from the raw input, and the error that stopped a corrupt file."""
@@ -50,6 +50,13 @@ def build_stats(job, validated: DataFrame, files: dict[str, dict], annotated: Da
     if job.mode == "full":
         kept_by_domain = _counts(assigned.where(F.col("keep")).join(
             annotated.select("id", "domain"), "id"), "domain")
+    if quality:  # bucket x domain counts, read back from the curated table as written
+        curated = job.spark.read.parquet(f"{job.output}/curated")
+        by = curated.groupBy("domain", "quality_bucket").count().collect()
+        table: dict[str, dict[str, int]] = {}
+        for r in sorted(by, key=lambda r: (r["domain"], r["quality_bucket"])):
+            table.setdefault(r["domain"], {})[str(r["quality_bucket"])] = int(r["count"])
+        quality = {**quality, "docs_by_domain_and_bucket": table}
     lsh = job.lsh
     return {
         "mode": job.mode,
@@ -66,6 +73,7 @@ def build_stats(job, validated: DataFrame, files: dict[str, dict], annotated: Da
         "removed_exact_dup": n_exact,
         "removed_near_dup": n_near,
         "kept_by_domain": dict(sorted(kept_by_domain.items())),
+        "quality": quality,
         "clusters": {"largest": int(sizes[0] or 0), "multi_member": int(sizes[1] or 0),
                      "docs_in_multi_member": int(sizes[2] or 0)},
         "lsh": {"bands": lsh.bands, "rows": lsh.rows, "threshold": lsh.threshold,

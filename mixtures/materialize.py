@@ -19,7 +19,13 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from mixtures.planner import StagePlan, plan_stage, stage_rng
-from mixtures.recipe import Recipe, StageSpec, load_recipe, recipe_to_dict
+from mixtures.recipe import (
+    Recipe,
+    StageSpec,
+    check_quality_buckets,
+    load_recipe,
+    recipe_to_dict,
+)
 from mixtures.shards import StageWriter, canonical_sha256, check_replaceable
 from mixtures.stage_writer import write_error
 from mixtures.tokenizer import (
@@ -190,6 +196,15 @@ def write_stage(
         )
 
 
+def top_bucket(docs: pa.Table, stats: dict | None) -> int:
+    """The curated table's highest quality bucket: from curation's stats (its configured
+    bucket count) when present, else the highest bucket in the table."""
+    n = ((stats or {}).get("quality") or {}).get("buckets")
+    if isinstance(n, int) and n >= 1:
+        return n - 1
+    return int(pc.max(docs.column("quality_bucket")).as_py() or 0)
+
+
 def _check_output(out_dir: Path, recipe: Recipe) -> None:
     """Everything the mix will replace must be a previous mix's output (checked up front)."""
     if out_dir.exists() and not out_dir.is_dir():
@@ -235,6 +250,7 @@ def run_mix(
         stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path else None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CuratedTableError(f"{stats_path}: unreadable curate stats: {e}") from e
+    check_quality_buckets(recipe, top_bucket(docs, stats), str(recipe_path), str(table_path))
     tok_source = tokenizer_path or recipe.tokenizer.path
     if tok_source:
         load_tokenizer(tok_source)

@@ -221,6 +221,20 @@ def yaml_error_line(e: yaml.YAMLError, text: str) -> str:
     return " ".join(f"not valid YAML{where}: {problem or e}".split())
 
 
+def check_quality_buckets(recipe: Recipe, top: int, where: str, table: str) -> None:
+    """Every bucket a stage weights or filters on must exist in the curated table (0..top):
+    a weight on a bucket curation never produces silently does nothing."""
+    for stage in recipe.stages:
+        used = set(stage.quality_bucket_weights or {})
+        if stage.min_quality_bucket is not None:
+            used.add(stage.min_quality_bucket)
+        bad = sorted(b for b in used if not 0 <= b <= top)
+        if bad:
+            raise RecipeError(
+                f"{where}: stage {stage.name!r} uses quality bucket(s) {bad}, but the curated "
+                f"table {table} has buckets 0..{top}")
+
+
 def recipe_to_dict(recipe: Recipe) -> dict:
     """JSON-able form for manifests (int keys of quality weights become strings)."""
     return recipe.model_dump(mode="json")

@@ -63,6 +63,7 @@ def run_demo(input_path: str, output: str, recipe: str, plan: str, nproc: int = 
         "quarantined_by_reason": stats["quarantined_by_reason"],
         "removed": {"filters": sum(stats["removed_by_filter"].values()),
                     "exact_dup": stats["removed_exact_dup"], "near_dup": stats["removed_near_dup"]},
+        "quality_buckets_by_domain": stats.get("quality", {}).get("docs_by_domain_and_bucket", {}),
         "tokens_by_domain": {name: st.get("tokens_by_domain", {})
                              for name, st in mix.get("stages", {}).items()},
         "loss": train.get("stages", train),
@@ -91,6 +92,12 @@ def format_summary(s: dict) -> str:
              f"documents: in {c['input']}  kept {c['kept']}  removed {c['removed']}  "
              f"quarantined {c['quarantined']}",
              f"removed: {s['removed']}"]
+    buckets = s.get("quality_buckets_by_domain", {})
+    if buckets:
+        top = max(int(b) for by in buckets.values() for b in by)
+        lines.append("quality buckets (0 = worst) per domain: " + "; ".join(
+            f"{d} " + "/".join(str(by.get(str(b), 0)) for b in range(top + 1))
+            for d, by in sorted(buckets.items())))
     for stage, doms in s["tokens_by_domain"].items():
         lines.append(f"stage {stage} tokens: " + ", ".join(f"{d} {n:,}" for d, n in sorted(doms.items())))
     for stage, info in s["loss"].items():

@@ -67,8 +67,27 @@ def test_curated_table_contract(run):
     rows = table.to_pylist()
     assert len(rows) == stats["counts"]["kept"]
     assert len({r["id"] for r in rows}) == len(rows)
-    assert all(r["quality_bucket"] in (0, 1, 2) for r in rows)
     assert all(r["cluster_size"] >= r["exact_dup_count"] >= 1 for r in rows)
+
+
+def test_quality_buckets_are_global_and_reported(run):
+    """Buckets are cut at global percentiles of quality_score (not per domain): the same
+    score falls in the same bucket in every domain, about a fifth of documents each."""
+    stats, tmp = run
+    rows = ds.dataset(tmp / "out" / "curated", format="parquet",
+                      partitioning="hive").to_table().to_pylist()
+    q = stats["quality"]
+    cuts = q["cutoffs"]
+    assert q["buckets"] == 5 and len(cuts) == 4 and cuts == sorted(cuts)
+    for r in rows:
+        assert r["quality_bucket"] == sum(r["quality_score"] > c for c in cuts)
+    scores = sorted(r["quality_score"] for r in rows)
+    for i, cut in enumerate(cuts, 1):  # cut i: smallest score with >= i/5 of docs at or below
+        assert sum(x <= cut for x in scores) * 5 >= i * len(scores)
+        assert sum(x < cut for x in scores) * 5 < i * len(scores)
+    table = q["docs_by_domain_and_bucket"]
+    assert sum(n for by in table.values() for n in by.values()) == len(rows)
+    assert set(table) == {r["domain"] for r in rows}
 
 
 def test_keepers_and_cluster_signals(run):

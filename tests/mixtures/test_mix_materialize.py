@@ -169,3 +169,25 @@ def test_cli_mix_prints_per_stage_table(curated_dir, recipe_path, tmp_path, caps
     assert plan["seed"] == 3
     broad = plan["stages"]["broad"]
     assert sum(broad["tokens_by_domain"].values()) == broad["tokens"] > 0
+
+
+def test_recipe_may_only_weight_buckets_the_curated_table_has(curated_dir, tmp_path):
+    """The fixture's table has buckets 0..3 and a stats.json without a bucket count: the
+    range is the table's. With curation's stats (5 buckets), bucket 4 becomes valid."""
+    bad = dict(RECIPE, stages=[dict(RECIPE["stages"][0], quality_bucket_weights={0: 1.0, 4: 2.0})])
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ValueError, match=r"uses quality bucket\(s\) \[4\].*has buckets 0\.\.3"):
+        run_mix(str(curated_dir), str(path), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    below = dict(RECIPE, stages=[dict(RECIPE["stages"][1], min_quality_bucket=-1)])
+    path.write_text(yaml.safe_dump(below))
+    with pytest.raises(ValueError, match=r"\[-1\]"):
+        run_mix(str(curated_dir), str(path), str(tmp_path / "out"))
+    five = tmp_path / "five"
+    write_curated(five, corpus_rows())
+    stats = json.loads((five / "stats.json").read_text())
+    (five / "stats.json").write_text(json.dumps({**stats, "quality": {"buckets": 5}}))
+    path.write_text(yaml.safe_dump(bad))
+    summary = run_mix(str(five), str(path), str(tmp_path / "out5"))
+    assert summary["stages"]["broad"]["tokens"] > 0
