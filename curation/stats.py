@@ -30,7 +30,11 @@ def build_stats(job, validated: DataFrame, files: dict[str, dict], annotated: Da
                            f"files, {n_in} in the validated stage")
     quarantined = _counts(validated, "q_reason")
     by_rule = {r: 0 for r in rules}
-    by_rule.update(_counts(annotated, "removed_by"))
+    by_rule_domain: dict[str, dict[str, int]] = {}
+    for r in annotated.where(F.col("removed_by").isNotNull()).groupBy(
+            "removed_by", "domain").count().collect():
+        by_rule[r["removed_by"]] = by_rule.get(r["removed_by"], 0) + int(r["count"])
+        by_rule_domain.setdefault(r["removed_by"], {})[r["domain"]] = int(r["count"])
     flagged: dict[str, int] = {}
     for r in annotated.select(F.explode("heuristic_flags").alias("f")).groupBy("f").count().collect():
         flagged[r[0]] = int(r[1])
@@ -69,6 +73,8 @@ def build_stats(job, validated: DataFrame, files: dict[str, dict], annotated: Da
                          for f, v in files.items() if v["error"]],
         "quarantined_by_reason": dict(sorted(quarantined.items())),
         "removed_by_filter": dict(sorted(by_rule.items())),
+        "removed_by_filter_and_domain": {k: dict(sorted(v.items()))
+                                         for k, v in sorted(by_rule_domain.items())},
         "flagged_by_rule": dict(sorted(flagged.items())),
         "removed_exact_dup": n_exact,
         "removed_near_dup": n_near,

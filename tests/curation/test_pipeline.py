@@ -112,6 +112,13 @@ def test_filters_write_removed_documents_with_their_rule(run):
     assert "code1" not in removed  # prose rules do not apply to code
     assert sum(stats["removed_by_filter"].values()) == sum(
         1 for r in removed.values() if r["reason"].startswith("filter:"))
+    per_domain = stats["removed_by_filter_and_domain"]
+    assert {k: sum(v.values()) for k, v in per_domain.items()} == {
+        k: v for k, v in stats["removed_by_filter"].items() if v}
+    for rule, by_domain in per_domain.items():
+        for domain, n in by_domain.items():
+            assert n == sum(1 for r in removed.values()
+                            if r["reason"] == f"filter:{rule}" and r["domain"] == domain)
     c = stats["counts"]
     assert c["input"] == c["kept"] + c["removed"] + c["quarantined"] == 66
 
