@@ -19,7 +19,7 @@ def annotation_ddl(cfg: CurationConfig) -> str:
 def annotate_batches(batches, cfg: CurationConfig):
     """mapInArrow body: documents in, the same documents plus their signals out (the
     text passes through, replaced only when a filter is configured to rewrite it)."""
-    scorers = build_scorers(cfg)
+    scorers = build_scorers(cfg, check=False)  # checked on the driver (annotation_ddl)
     schema = annotation_schema(scorers)
     for batch in batches:
         yield score_batch(scorers, batch, schema)

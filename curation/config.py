@@ -6,6 +6,7 @@ Every field is documented here once; `sharpen curate --config FILE.yaml` takes a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -50,6 +51,15 @@ class DedupConfig(_Strict):
         return self
 
 
+class DecontaminationConfig(_Strict):
+    eval_sets: dict[str, str] = Field(default_factory=dict, description="Evaluation set name -> JSONL(.gz) path (readable by every executor). Empty: no decontamination.")
+    fields: list[str] = Field(["text"], min_length=1, description="Fields of an evaluation record whose text is matched (e.g. [question, answer]).")
+    ngram: int = Field(13, ge=1, le=100, description="Word n-gram length (13: the GPT-3 report's test). Evaluation items shorter than this match as a whole.")
+    min_matches: int = Field(1, ge=1, description="A document is contaminated by a set when it shares at least this many n-grams with it.")
+    min_item_words: int = Field(8, ge=1, description="Evaluation items shorter than `ngram` words are matched whole, if they have at least this many words; shorter ones (too generic to mean contamination) are skipped.")
+    action: Literal["remove", "flag"] = Field("remove", description="`remove`: removed_by = decontamination; `flag`: kept, with `decontamination:<set>` in heuristic_flags.")
+
+
 class QualityConfig(_Strict):
     buckets: int = Field(5, ge=1, le=100, description="Number of quality buckets. `quality_bucket` (0 = worst) is cut at global percentiles i/buckets of `quality_score` over every kept document of every domain, computed by Spark over the whole table, so a bucket means the same quality in every domain (a domain of worse text gets fewer top-bucket documents). The cut-offs and a bucket x domain table go into stats.json.")
 
@@ -63,6 +73,7 @@ class CurationConfig(_Strict):
     filters: FilterConfig = Field(default_factory=FilterConfig, description="Heuristic filters (Gopher, C4, FineWeb rule sets).")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Exact and near-duplicate removal.")
     quality: QualityConfig = Field(default_factory=QualityConfig, description="Quality bucketing.")
+    decontamination: DecontaminationConfig = Field(default_factory=DecontaminationConfig, description="Removal or flagging of documents that overlap evaluation sets.")
     shuffle_partitions: int = Field(8, ge=1, description="Spark shuffle width; fixed so that outputs are byte-identical run to run.")
     output_files_per_domain: int = Field(1, ge=1, description="Parquet files per domain in the curated table.")
     input_split_mb: int = Field(64, ge=1, description="Uncompressed JSONL files are read in byte-range splits of this size, one task each (gzip files are one split each).")

@@ -125,10 +125,11 @@ class CurationJob:
 
     def _annotated(self, validated: DataFrame) -> DataFrame:
         cfg = self.cfg
-        if self.mode == "dedup":  # dedup only: no heuristic filters
+        if self.mode == "dedup":  # dedup only: no heuristic filters, no decontamination
             cfg = cfg.model_copy(update={"filters": cfg.filters.model_copy(update={
                 name: getattr(cfg.filters, name).model_copy(update={"enabled": False})
-                for name in ("gopher_quality", "gopher_repetition", "c4", "fineweb")})})
+                for name in ("gopher_quality", "gopher_repetition", "c4", "fineweb")}),
+                "decontamination": cfg.decontamination.model_copy(update={"eval_sets": {}})})
         valid = validated.where(F.col("q_reason").isNull())
         notes = valid.select("id", "source", "domain", "text", "meta").mapInArrow(
             lambda it: annotate_batches(it, cfg), annotation_ddl(cfg))
@@ -177,6 +178,14 @@ class CurationJob:
             .alias("duplicate_of"),
         )
 
+    def _rules(self) -> list[str]:
+        """Every removal rule of this job, so stats report those that removed nothing."""
+        if self.mode != "full":
+            return []
+        d = self.cfg.decontamination
+        return rule_names(self.cfg.filters) + (
+            ["decontamination"] if d.eval_sets and d.action == "remove" else [])
+
     # -- the job ----------------------------------------------------------------------
     def run(self) -> dict:
         """Check the output, lock it, run (or resume) the stages, write outputs and stats."""
@@ -212,7 +221,7 @@ class CurationJob:
         quality = write_outputs(self, validated, annotated, assigned, commit=store.commit)
         self.stats = build_stats(self, validated, read_info["files"], annotated, assigned,
                                  store, dedup_stats, quality,
-                                 rule_names(self.cfg.filters) if self.mode == "full" else [],
+                                 self._rules(),
                                  time.perf_counter() - started)
         lock.assert_held()
         self.fs.write_text(f"{self.output}/stats.json", json.dumps(self.stats, indent=2, sort_keys=True) + "\n")

@@ -61,6 +61,12 @@ def build_stats(job, validated: DataFrame, files: dict[str, dict], annotated: Da
         for r in sorted(by, key=lambda r: (r["domain"], r["quality_bucket"])):
             table.setdefault(r["domain"], {})[str(r["quality_bucket"])] = int(r["count"])
         quality = {**quality, "docs_by_domain_and_bucket": table}
+    decontamination = {}
+    if job.mode == "full" and job.cfg.decontamination.eval_sets:
+        hits = _counts(annotated.select(F.explode("contamination").alias("s")), "s")
+        decontamination = {"action": job.cfg.decontamination.action,
+                           "docs_by_eval_set": {k: hits.get(k, 0)
+                                                for k in sorted(job.cfg.decontamination.eval_sets)}}
     lsh = job.lsh
     return {
         "mode": job.mode,
@@ -80,6 +86,7 @@ def build_stats(job, validated: DataFrame, files: dict[str, dict], annotated: Da
         "removed_near_dup": n_near,
         "kept_by_domain": dict(sorted(kept_by_domain.items())),
         "quality": quality,
+        "decontamination": decontamination,
         "clusters": {"largest": int(sizes[0] or 0), "multi_member": int(sizes[1] or 0),
                      "docs_in_multi_member": int(sizes[2] or 0)},
         "lsh": {"bands": lsh.bands, "rows": lsh.rows, "threshold": lsh.threshold,

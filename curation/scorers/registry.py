@@ -14,11 +14,16 @@ import pyarrow as pa
 
 from curation.config import CurationConfig
 from curation.scorers.base import DocBatch, Scorer
+from curation.scorers.decontamination import Decontamination
 from curation.scorers.exact_hash import ExactHash
 from curation.scorers.heuristic_filters import HeuristicFilters
 from curation.scorers.heuristic_quality import HeuristicQuality
 
-ENTRIES: tuple[type[Scorer], ...] = (HeuristicFilters, ExactHash, HeuristicQuality)
+ENTRIES: tuple[type[Scorer], ...] = (HeuristicFilters, ExactHash, HeuristicQuality,
+                                      Decontamination)
+# Decision columns a later entry may add to, rather than declare: the first removal wins
+# (`removed_by`), flags accumulate (`heuristic_flags`).
+DECISIONS = {"removed_by", "heuristic_flags"}
 PASS_THROUGH = (pa.field("id", pa.string()), pa.field("source", pa.string()),
                 pa.field("domain", pa.string()), pa.field("text", pa.string()),
                 pa.field("meta", pa.string()), pa.field("n_chars", pa.int64()))
@@ -28,9 +33,10 @@ _DDL_TYPES = {pa.string(): "string", pa.int64(): "long", pa.int32(): "int",
               pa.bool_(): "boolean"}
 
 
-def build_scorers(cfg: CurationConfig) -> list[Scorer]:
+def build_scorers(cfg: CurationConfig, check: bool = True) -> list[Scorer]:
     """The entries for this config, checked: unique column names, reads satisfied by an
-    earlier entry, required packages importable."""
+    earlier entry, and (`check`, on the driver) each entry's own `check()`: packages
+    importable, models and reference files readable."""
     scorers, seen = [], {f.name for f in PASS_THROUGH}
     for entry in ENTRIES:
         scorer = entry(cfg)
@@ -40,7 +46,8 @@ def build_scorers(cfg: CurationConfig) -> list[Scorer]:
         clash = [f.name for f in entry.columns if f.name in seen]
         if clash:
             raise ValueError(f"scorer {entry.name} adds columns {clash} that already exist")
-        scorer.check()
+        if check:
+            scorer.check()
         seen |= {f.name for f in entry.columns}
         scorers.append(scorer)
     return scorers
@@ -69,6 +76,11 @@ def score_batch(scorers: list[Scorer], batch: pa.RecordBatch, schema: pa.Schema)
         out = scorer.score(docs)
         if scorer.rewrites_text and "text" in out:
             docs.texts = out.pop("text")
+        for name in DECISIONS & set(out) - {f.name for f in scorer.columns}:
+            mine, before = out.pop(name), docs.columns[name]
+            docs.columns[name] = ([b if b is not None else m for b, m in zip(before, mine, strict=True)]
+                                  if name == "removed_by" else
+                                  [b + m for b, m in zip(before, mine, strict=True)])
         docs.columns.update(out)
     cols = {f.name: batch.column(f.name) for f in PASS_THROUGH[:5] if f.name != "text"}
     cols["text"] = docs.texts
