@@ -5,6 +5,7 @@ Every field is documented here once; `sharpen curate --config FILE.yaml` takes a
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -51,6 +52,23 @@ class DedupConfig(_Strict):
         return self
 
 
+DEFAULT_DOMAINS = ["web", "code", "math", "books", "reference", "academic", "conversation"]
+
+
+class DomainRule(_Strict):
+    match: Literal["source", "path", "url"] = Field(description="What the pattern is matched against: the record's source, its input file path, or its `url` field.")
+    pattern: str = Field(min_length=1, description="A Python regular expression, searched (not anchored) in that value.")
+    domain: str = Field(min_length=1, description="The domain of a record this rule matches.")
+
+    @model_validator(mode="after")
+    def _compiles(self) -> DomainRule:
+        try:
+            re.compile(self.pattern)
+        except re.error as e:
+            raise ValueError(f"pattern {self.pattern!r} is not a regular expression: {e}") from None
+        return self
+
+
 class DecontaminationConfig(_Strict):
     eval_sets: dict[str, str] = Field(default_factory=dict, description="Evaluation set name -> JSONL(.gz) path (readable by every executor). Empty: no decontamination.")
     fields: list[str] = Field(["text"], min_length=1, description="Fields of an evaluation record whose text is matched (e.g. [question, answer]).")
@@ -66,8 +84,10 @@ class QualityConfig(_Strict):
 
 class CurationConfig(_Strict):
     source_by_path: dict[str, str] = Field(default_factory=dict, description="Substring of an input file path -> source name, for records without `source`; otherwise the file name without extensions.")
-    domain_by_source: dict[str, str] = Field(default_factory=dict, description="Source -> domain, for records without `domain`.")
-    default_domain: str = Field("web", description="Domain of records with neither `domain` nor a mapped source.")
+    domains: list[str] = Field(default_factory=lambda: list(DEFAULT_DOMAINS), min_length=1, description="The domain taxonomy. A record whose own `domain` is outside it is quarantined (`unknown_domain`); every rule and mapping below must name one of these.")
+    domain_rules: list[DomainRule] = Field(default_factory=list, description="For records without `domain`: the first rule whose pattern matches (source, input path or `url`) gives the domain, e.g. `{match: url, pattern: 'arxiv\\.org', domain: academic}`.")
+    domain_by_source: dict[str, str] = Field(default_factory=dict, description="Source -> domain, for records without `domain` that no rule matched.")
+    default_domain: str = Field("web", description="Domain of records with neither `domain`, a matching rule nor a mapped source.")
     source_priority: list[str] = Field(default_factory=list, description="Preferred sources first: a cluster keeps the best quality document, then the highest-priority source, then the smallest id.")
     validation: ValidationConfig = Field(default_factory=ValidationConfig, description="Record validation and quarantine.")
     filters: FilterConfig = Field(default_factory=FilterConfig, description="Heuristic filters (Gopher, C4, FineWeb rule sets).")
@@ -78,6 +98,17 @@ class CurationConfig(_Strict):
     output_files_per_domain: int = Field(1, ge=1, description="Parquet files per domain in the curated table.")
     input_split_mb: int = Field(64, ge=1, description="Uncompressed JSONL files are read in byte-range splits of this size, one task each (gzip files are one split each).")
     spark: dict[str, str] = Field(default_factory=dict, description="Any `spark.*` setting, e.g. `spark.driver.memory: 8g`; `--conf KEY=VALUE` on the command line wins. Each is checked to have reached the running JVM (see curation/spark_session.py for the defaults and what they mean for input size).")
+
+    @model_validator(mode="after")
+    def _domains_in_taxonomy(self) -> CurationConfig:
+        named = {"default_domain": [self.default_domain],
+                 "domain_by_source": list(self.domain_by_source.values()),
+                 "domain_rules": [r.domain for r in self.domain_rules]}
+        for field, values in named.items():
+            bad = sorted({v for v in values if v not in self.domains})
+            if bad:
+                raise ValueError(f"{field}: {bad} not in domains {self.domains}")
+        return self
 
     @model_validator(mode="after")
     def _spark_keys(self) -> CurationConfig:

@@ -60,6 +60,16 @@ class RecordParser:
     def __init__(self, cfg: CurationConfig):
         self.cfg = cfg
         self.v = cfg.validation
+        self._taxonomy = set(cfg.domains)
+        self._rules = [(r.match, re.compile(r.pattern), r.domain) for r in cfg.domain_rules]
+
+    def _rule_domain(self, source: str, path: str, url: object) -> str | None:
+        """The first domain rule matching the record's source, input path or url."""
+        values = {"source": source, "path": path, "url": url if isinstance(url, str) else None}
+        for match, pattern, domain in self._rules:
+            if values[match] is not None and pattern.search(values[match]):
+                return domain
+        return None
 
     def _bad(self, reason: str, detail: str, raw: bytes | str, obj: object = None) -> dict:
         doc_id = obj.get("id") if isinstance(obj, dict) else None
@@ -108,7 +118,11 @@ class RecordParser:
         domain = obj.get("domain")
         if domain is not None and not isinstance(domain, str):
             return self._bad("bad_domain", f"`domain` is {type(domain).__name__}", raw, obj)
-        domain = domain or self.cfg.domain_by_source.get(source, self.cfg.default_domain)
+        if domain and domain not in self._taxonomy:
+            return self._bad("unknown_domain", f"`domain` {domain[:100]!r} is not one of "
+                             f"{sorted(self._taxonomy)}", raw, obj)
+        domain = domain or self._rule_domain(source, path, obj.get("url")) or \
+            self.cfg.domain_by_source.get(source, self.cfg.default_domain)
         doc_id = obj.get("id")
         if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int, type(None))):
             return self._bad("bad_id", f"`id` is {type(doc_id).__name__}", raw, obj)

@@ -40,7 +40,8 @@ def _corpus(tmp: Path) -> Path:
     return tmp / "in.jsonl"
 
 
-CFG = {"source_priority": ["upstream", "copyright"]}
+CFG = {"source_priority": ["upstream", "copyright"],  # a taxonomy with a domain of our own
+       "domains": ["web", "code", "legal"]}
 
 
 @pytest.fixture(scope="module")
