@@ -197,7 +197,7 @@ class CurationJob:
         started = time.perf_counter()
         d = self.cfg.dedup
         self.spark.conf.set("spark.sql.shuffle.partitions", str(self.cfg.shuffle_partitions))
-        self.files = list_input_files(self.spark, self.inputs, exclude=self.output)
+        self.files = list_input_files(self.spark, self.inputs, exclude=self.fs.qualify(self.output))
         self.splits = plan_splits([(p, n) for p, n, _ in self.files.jsonl],
                                   self.cfg.input_split_mb << 20)
         store = StageStore(self.spark, f"{self.output}/_stages", self._fingerprint(), lock)

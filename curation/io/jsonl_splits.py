@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from curation.config import CurationConfig
+from curation.io.paths import local_path
 from curation.io.record_parser import PARSED_DDL, PARSED_SCHEMA, RecordParser
 
 SPLIT_DDL = "file string, start long, end long"
@@ -63,10 +64,8 @@ def plan_splits(files: list[tuple[str, int]], split_bytes: int) -> list[Split]:
 
 def open_binary(uri: str) -> io.RawIOBase | io.BufferedIOBase:
     """Open a file by URI: local paths directly, others through pyarrow's filesystems."""
-    if uri.startswith("file:"):
-        return open(re.sub(r"^file:(//)?", "", uri), "rb", buffering=_CHUNK)
-    if "://" not in uri:
-        return open(uri, "rb", buffering=_CHUNK)
+    if uri.startswith("file:") or "://" not in uri:
+        return open(local_path(uri), "rb", buffering=_CHUNK)
     import pyarrow.fs as pafs
 
     fs, path = pafs.FileSystem.from_uri(re.sub(r"^s3a://", "s3://", uri))

@@ -8,6 +8,7 @@ Parquet files a rerun would read back as input).
 from __future__ import annotations
 
 from curation.io.hadoop_fs import HadoopFS
+from curation.io.paths import is_under
 
 PROBE = "_sharpen.write-probe"
 
@@ -16,16 +17,11 @@ class OutputError(ValueError):
     """The output path cannot hold this job's output."""
 
 
-def _norm(path: str) -> str:
-    return path.removeprefix("file://").removeprefix("file:").rstrip("/") or "/"
-
-
 def check_output(fs: HadoopFS, output: str, inputs: list[str]) -> None:
-    out = _norm(fs.qualify(output))
+    out = fs.qualify(output)
     for pattern in inputs:
         for inp in fs.glob_dirs(pattern):
-            d = _norm(inp)
-            if (out + "/").startswith(d + "/"):
+            if is_under(out, inp):
                 raise OutputError(f"{output}: the output lies inside the input directory {pattern}; "
                                   "choose an output outside the inputs")
     if fs.is_file(output):

@@ -11,7 +11,6 @@ copy of a repeated id is kept.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -19,6 +18,7 @@ from pyspark.sql import functions as F
 
 from curation.config import CurationConfig
 from curation.io.jsonl_splits import READ_DDL, SPLIT_DDL, Split, read_splits
+from curation.io.paths import is_under
 from curation.io.record_parser import PARSED_DDL, parse_batches
 
 log = logging.getLogger(__name__)
@@ -76,14 +76,6 @@ def list_input_files(spark: SparkSession, paths: list[str], exclude: str | None 
     if not jsonl and not parquet:
         raise FileNotFoundError(f"no JSONL or Parquet files under {paths}")
     return InputFiles(sorted(jsonl.values()), sorted(parquet.values()))
-
-
-def is_under(path: str, directory: str) -> bool:
-    """Whether `path` lies in `directory` (both as Hadoop path strings; `file:` folded)."""
-    def norm(x: str) -> str:
-        return re.sub(r"^file:(//)?", "", x).rstrip("/")
-
-    return (norm(path) + "/").startswith(norm(directory) + "/")
 
 
 def _parquet_docs(spark: SparkSession, parquet: list[str]) -> DataFrame:
