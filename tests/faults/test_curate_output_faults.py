@@ -53,9 +53,16 @@ def _wait_for(*paths: Path, proc, timeout: float = 240) -> Path:
 
 
 def _kill(proc) -> None:
+    """SIGKILL the driver and every process under it (some may exit meanwhile)."""
     for child in psutil.Process(proc.pid).children(recursive=True):
-        child.kill()
-    os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
     proc.wait()
 
 
