@@ -78,8 +78,34 @@ class DecontaminationConfig(_Strict):
     action: Literal["remove", "flag"] = Field("remove", description="`remove`: removed_by = decontamination; `flag`: kept, with `decontamination:<set>` in heuristic_flags.")
 
 
+QUALITY_SIGNALS = ("fasttext", "kenlm", "heuristic")
+
+
 class QualityConfig(_Strict):
     buckets: int = Field(5, ge=1, le=100, description="Number of quality buckets. `quality_bucket` (0 = worst) is cut at global percentiles i/buckets of `quality_score` over every kept document of every domain, computed by Spark over the whole table, so a bucket means the same quality in every domain (a domain of worse text gets fewer top-bucket documents). The cut-offs and a bucket x domain table go into stats.json.")
+    fasttext_model: str | None = Field(None, description="Model directory written by `sharpen curate train-quality` (model.bin + provenance.json). Adds `quality_fasttext`, the classifier's probability that the document is like the positive reference set. null: no fastText signal.")
+    kenlm_model: str | None = Field(None, description="Model directory written by `sharpen curate train-kenlm` (model.binary + provenance.json). Adds `quality_kenlm_ppl`, CCNet's length-weighted per-document perplexity. null: no KenLM signal.")
+    weights: dict[str, float] = Field(default_factory=lambda: {"fasttext": 0.6, "kenlm": 0.3, "heuristic": 0.1}, description="Weights of the ensemble `quality_score` = sum(w_s * q_s) / sum(w_s) over the signals s present (fasttext, kenlm, heuristic), each q_s in [0, 1]; see curation/quality/ensemble.py for how each signal is mapped to [0, 1]. A signal whose model is not configured drops out of both sums.")
+
+    @model_validator(mode="after")
+    def _known_signals(self) -> QualityConfig:
+        bad = sorted(set(self.weights) - set(QUALITY_SIGNALS))
+        if bad:
+            raise ValueError(f"quality.weights: unknown signals {bad}; known: {list(QUALITY_SIGNALS)}")
+        if any(w < 0 for w in self.weights.values()) or not any(self.weights.values()):
+            raise ValueError("quality.weights: weights must be >= 0 and not all 0")
+        return self
+
+
+class LanguageConfig(_Strict):
+    model: str | None = Field(None, description="Language-ID model directory written by `sharpen curate train-langid` (a fastText model; labels are language codes). Adds `lang` and `lang_score`. null: no language ID (`lang` stays null, nothing is removed).")
+    languages: list[str] | None = Field(default_factory=lambda: ["en"], description="Languages to keep: a document whose predicted `lang` is not in this list, or whose `lang_score` is below `min_score`, is removed with reason `filter:lang`. null keeps every language (lang is still recorded).")
+    min_score: float = Field(0.5, ge=0, le=1, description="Smallest `lang_score` (the model's probability of the top language) for a document to count as that language.")
+
+
+class DomainClassifierConfig(_Strict):
+    model: str | None = Field(None, description="Domain classifier directory written by `sharpen curate train-domain` (fastText; labels are domains of the taxonomy). Used only for records whose domain neither the record, a rule nor `domain_by_source` gives; then `domain` is the predicted label. null: such records get `default_domain`.")
+    min_score: float = Field(0.5, ge=0, le=1, description="Below this probability of the top label, the record gets `default_domain` instead of the prediction.")
 
 
 class CurationConfig(_Strict):
@@ -93,6 +119,8 @@ class CurationConfig(_Strict):
     filters: FilterConfig = Field(default_factory=FilterConfig, description="Heuristic filters (Gopher, C4, FineWeb rule sets).")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Exact and near-duplicate removal.")
     quality: QualityConfig = Field(default_factory=QualityConfig, description="Quality bucketing.")
+    language: LanguageConfig = Field(default_factory=LanguageConfig, description="Language identification and the language filter.")
+    domain_classifier: DomainClassifierConfig = Field(default_factory=DomainClassifierConfig, description="The fastText domain classifier, the last resort of domain assignment.")
     decontamination: DecontaminationConfig = Field(default_factory=DecontaminationConfig, description="Removal or flagging of documents that overlap evaluation sets.")
     shuffle_partitions: int = Field(8, ge=1, description="Spark shuffle width; fixed so that outputs are byte-identical run to run.")
     output_files_per_domain: int = Field(1, ge=1, description="Parquet files per domain in the curated table.")
