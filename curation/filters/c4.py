@@ -7,6 +7,12 @@ it has no cookie/policy phrase. Two tests on a line that got that far drop the w
 'lorem ipsum' and '{'. Finally the page needs ``too_few_sentences.min_value`` sentences in its
 kept lines. Line rules never remove a document by themselves.
 
+With ``markup_aware`` (the default), C4 walks the prose and list units of
+:mod:`curation.filters.structure` instead of physical lines: code blocks and markup never reach
+the curly-bracket test, which then fires only on a brace that opens a block (see
+:func:`_code_brace`), and a hard-wrapped paragraph counts
+as one line (C4's line rules assume a line is a paragraph, as in its HTML-extracted text).
+
 Deviations: sentences are counted with a regex (runs of . ! ? followed by whitespace or the end
 of the line) instead of NLTK punkt; the bad-words list rule is not implemented. Evaluation order
 of the document rules: lorem_ipsum / curly_bracket (whichever line comes first), then
@@ -26,6 +32,7 @@ PREFIX = "c4."
 _DOC_RULES = ("lorem_ipsum", "curly_bracket", "too_few_sentences")
 _TERMINAL = (".", "?", "!", '"', "'")
 _CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]", re.IGNORECASE)
+_BLOCK_BRACE = re.compile(r"\{(?:\s|$)|[)=]\s*\{")
 _SENTENCE_END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s|$)")
 _POLICY = (
     "terms of use",
@@ -49,9 +56,10 @@ def apply(doc: TextStats, cfg: C4Config, decision: Decision) -> bool:
     check_lorem = cfg.lorem_ipsum.action != "off"
     check_curly = cfg.curly_bracket.action != "off"
     lorem_seen = curly_seen = False
+    aware = doc.markup_aware
     kept: list[str] = []
     sentences = 0
-    for raw in doc.text.splitlines():
+    for raw in doc.c4_lines:
         line = raw.strip()
         if not line:
             continue
@@ -73,7 +81,7 @@ def apply(doc: TextStats, cfg: C4Config, decision: Decision) -> bool:
                 return True
         if cfg.drop_javascript_lines and "javascript" in lower:
             continue
-        if check_curly and not curly_seen and "{" in line:
+        if check_curly and not curly_seen and (_code_brace(line) if aware else "{" in line):
             curly_seen = True
             if _record(decision, "curly_bracket", cfg.curly_bracket.action, True):
                 return True
@@ -94,6 +102,17 @@ def apply(doc: TextStats, cfg: C4Config, decision: Decision) -> bool:
     if cfg.modify_text:
         decision.text = "\n".join(kept)
     return False
+
+
+def _code_brace(line: str) -> bool:
+    """Markup-aware curly-bracket test: a ``{`` outside inline code spans (```x```, reST roles)
+    that opens a block, i.e. is followed by whitespace or the line end, or follows ``)`` or
+    ``=`` (``f() {``, ``x = {``). Braces that wrap words in prose (``{g,x}config``,
+    ``${HOME}``, ``{e.g., ...}``) do not count: C4 meant to drop pages with code."""
+    if "{" not in line:
+        return False
+    outside = "".join(line.replace("``", "`").split("`")[::2])
+    return _BLOCK_BRACE.search(outside) is not None
 
 
 def _record(decision: Decision, rule: str, action: Action, fired: bool) -> bool:

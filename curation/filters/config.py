@@ -9,12 +9,19 @@ Every rule can be switched on its own and carries an ``action``:
 
 A comparison at exactly the threshold never fires: ``max_*`` rules fire when the measured value is
 strictly greater, ``min_*`` rules when it is strictly smaller.
+
+Domains: each rule set applies to the domains in its ``apply_to_domains`` (prose sets to web,
+reference and books; the code set to code; math gets none, since both prose and code rules
+misfire on LaTeX sources). ``by_domain`` overrides any setting for one domain, merged over the
+rest, and is validated when the config loads. With ``markup_aware`` (the default) the prose
+rules judge the prose of a page rather than its reST/Markdown markup and code blocks; the
+published definitions are one setting away (``markup_aware: false``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -107,7 +114,9 @@ class GopherQualityConfig(_RuleSet):
     word_count: RangeRule = Field(
         default_factory=lambda: RangeRule(min_value=50, max_value=100_000),
         description="Number of words (whitespace tokens that are not pure punctuation); counted "
-        "over the whole text, not only the analysed prefix.",
+        "over the whole text, not only the analysed prefix (with markup_aware: the words of its "
+        "prose and list items, so a page that is only a table of contents or an include "
+        "directive has none).",
     )
     mean_word_length: RangeRule = Field(
         default_factory=lambda: RangeRule(min_value=3, max_value=10),
@@ -218,7 +227,9 @@ class C4Config(_RuleSet):
         description="A kept line contains 'lorem ipsum' (case-insensitive).",
     )
     curly_bracket: RuleAction = Field(
-        default_factory=RuleAction, description="A kept line contains '{'."
+        default_factory=RuleAction,
+        description="A kept line contains '{' (with markup_aware: a '{' outside inline code "
+        "that opens a block, see curation/filters/c4.py; code blocks are not kept lines).",
     )
     too_few_sentences: MinRule = Field(
         default_factory=lambda: MinRule(min_value=5),
@@ -227,7 +238,8 @@ class C4Config(_RuleSet):
 
 
 class FineWebConfig(_RuleSet):
-    """FineWeb quality rules (Penedo et al. 2024) over non-blank, stripped lines."""
+    """FineWeb quality rules (Penedo et al. 2024) over non-blank, stripped lines (with
+    markup_aware: prose and list units, so list items count and headings and code do not)."""
 
     line_punctuation: MinRule = Field(
         default_factory=lambda: MinRule(min_value=0.12),
@@ -241,8 +253,15 @@ class FineWebConfig(_RuleSet):
         30, ge=1, description="Lines with at most this many characters count as short."
     )
     duplicate_line_chars: MaxRule = Field(
-        default_factory=lambda: MaxRule(max_value=0.01),
-        description="Characters in lines repeating an earlier line / non-newline characters.",
+        default_factory=lambda: MaxRule(max_value=0.03),
+        description="Characters in lines repeating an earlier line / non-newline characters. "
+        "FineWeb publishes 0.01, where one repeated footer removes a short page; documentation "
+        "repeats a question in its answer or a title in its table of contents, so 0.03 (at "
+        "0.01 the sample's Python, kernel and handbook docs lose 6 more pages).",
+    )
+    duplicate_line_min_chars: int = Field(
+        30, ge=0, description="duplicate_line_chars ignores repeats of lines shorter than this "
+        "(list bullets, 'Answer:', table cells); 0 counts every line, as FineWeb does.",
     )
     newline_to_word_ratio: MaxRule = Field(
         default_factory=lambda: MaxRule(max_value=0.3),
@@ -250,9 +269,64 @@ class FineWebConfig(_RuleSet):
     )
 
 
+class CodeConfig(_Strict):
+    """Source-code rules of Codex (Chen et al. 2021, section 3.1: average line length > 100,
+    maximum line length > 1000, too few alphanumeric characters, auto-generated files), which
+    The Stack (Kocetkov et al. 2022) and the StarCoder data cleaning (Li et al. 2023) reuse."""
+
+    enabled: bool = Field(True, description="Master switch of the whole rule set.")
+    apply_to_domains: list[str] | None = Field(
+        default_factory=lambda: ["code"],
+        description="Domains this rule set applies to (null = every domain). Prose and LaTeX "
+        "are left to their own rule sets: a LaTeX paragraph is often one long line.",
+    )
+    max_line_length: MaxRule = Field(
+        default_factory=lambda: MaxRule(max_value=1000),
+        description="Length in characters of the longest line (minified or data files).",
+    )
+    mean_line_length: MaxRule = Field(
+        default_factory=lambda: MaxRule(max_value=100),
+        description="Mean length of the non-blank lines.",
+    )
+    alphanumeric_fraction: MinRule = Field(
+        default_factory=lambda: MinRule(min_value=0.25),
+        description="Letters and digits divided by all non-whitespace characters (encoded "
+        "data, ASCII art, binary dumps).",
+    )
+    auto_generated: RuleAction = Field(
+        default_factory=RuleAction,
+        description="One of auto_generated_markers occurs (case-insensitive) in the first "
+        "auto_generated_lines lines.",
+    )
+    auto_generated_markers: list[str] = Field(
+        default_factory=lambda: ["auto-generated", "autogenerated", "automatically generated",
+                                 "generated automatically", "do not edit"],
+        description="Phrases that mark a generated file (CodeParrot and StarCoder cleaning).",
+    )
+    auto_generated_lines: int = Field(
+        5, ge=1, description="How many leading lines are searched for auto_generated_markers."
+    )
+
+
+RULE_SET_NAMES = ("gopher_repetition", "gopher_quality", "c4", "fineweb", "code")
+
+
+def _merge(base: dict, override: dict) -> dict:
+    """Deep merge of an override over a config dump: sub-mappings merge key by key, anything
+    else (lists, numbers, the n -> fraction maps of n-gram rules) replaces."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != (
+                "max_fraction_by_n"):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 class FilterConfig(_Strict):
     """All heuristic filter rule sets; evaluated in the order gopher_repetition,
-    gopher_quality, c4, fineweb (FineWeb's published pipeline order)."""
+    gopher_quality, c4, fineweb (FineWeb's published pipeline order), then code."""
 
     max_analysis_chars: int = Field(
         1_000_000,
@@ -260,8 +334,17 @@ class FilterConfig(_Strict):
         description="Only the first this-many characters are analysed by the Gopher and FineWeb "
         "rules (bounds time on huge documents); C4 and the word-count rule see the whole text.",
     )
+    markup_aware: bool = Field(
+        True,
+        description="Prose rules see only the prose and list items of a document: code blocks, "
+        "reST/Markdown markup and headings are set aside and hard-wrapped paragraphs joined "
+        "(see curation/filters/structure.py). false: every physical line counts, as in the "
+        "published rule sets, which were tuned on text extracted from HTML crawls.",
+    )
     apply_to_unknown_domain: bool = Field(
-        True, description="Whether documents without a domain (null) get domain-limited rule sets."
+        True, description="Documents without a domain (null) are judged as web documents (the "
+        "rule sets that apply to web, with web's by_domain overrides); false: they skip every "
+        "rule set limited to some domains.",
     )
     gopher_repetition: GopherRepetitionConfig = Field(
         default_factory=GopherRepetitionConfig, description="Gopher repetition rules."
@@ -271,6 +354,45 @@ class FilterConfig(_Strict):
     )
     c4: C4Config = Field(default_factory=C4Config, description="C4 rules.")
     fineweb: FineWebConfig = Field(default_factory=FineWebConfig, description="FineWeb rules.")
+    code: CodeConfig = Field(default_factory=CodeConfig, description="Source-code rules.")
+    by_domain: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Domain -> overrides of any of the settings above (not by_domain itself), "
+        "merged over them for documents of that domain, e.g. {web: {fineweb: "
+        "{duplicate_line_chars: {max_value: 0.01}}}, code: {code: {mean_line_length: "
+        "{max_value: 120}}}}. Checked when the config loads; the curation config also checks "
+        "that each domain is in its taxonomy.",
+    )
+
+    @model_validator(mode="after")
+    def _valid_overrides(self) -> FilterConfig:
+        for domain in self.by_domain:
+            try:
+                self.for_domain(domain)
+            except ValidationError as exc:
+                where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                  for e in exc.errors())
+                raise ValueError(f"by_domain.{domain}: {where}") from None
+            except ValueError as exc:
+                raise ValueError(f"by_domain.{domain}: {exc}") from None
+        return self
+
+    def for_domain(self, domain: str | None) -> FilterConfig:
+        """The effective config of one domain: its ``by_domain`` overrides merged over the
+        other settings (``self`` when it has none)."""
+        override = self.by_domain.get(domain) if domain is not None else None
+        if not override:
+            return self
+        if "by_domain" in override:
+            raise ValueError("by_domain cannot be nested")
+        merged = _merge(self.model_dump(exclude={"by_domain"}), override)
+        return FilterConfig.model_validate(merged)
+
+    def disabled(self) -> FilterConfig:
+        """Every rule set switched off, in every domain (dedup-only jobs)."""
+        update = {name: getattr(self, name).model_copy(update={"enabled": False})
+                  for name in RULE_SET_NAMES}
+        return self.model_copy(update={**update, "by_domain": {}})
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> FilterConfig:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from curation.filters.config import FineWebConfig
 from curation.filters.decision import Decision
-from curation.filters.text_stats import TextStats
+from curation.filters.text_stats import TextStats, duplicate_counts
 
 PREFIX = "fineweb."
 _RULES = ("line_punctuation", "short_lines", "duplicate_line_chars", "newline_to_word_ratio")
@@ -50,7 +50,16 @@ def apply(doc: TextStats, cfg: FineWebConfig, decision: Decision) -> bool:
     if rule.action != "off":
         text = doc.analysed
         chars = max(len(text) - text.count("\n"), 1)
-        frac = doc.line_duplicates[1] / chars
+        if cfg.duplicate_line_min_chars:
+            limit = cfg.duplicate_line_min_chars
+            sections = doc.line_sections or [0] * len(lines)
+            long_lines = [(s, line) for s, line in zip(sections, lines, strict=True)
+                          if len(line) >= limit]
+            repeated = duplicate_counts([line for _, line in long_lines],
+                                        [s for s, _ in long_lines])[1]
+        else:
+            repeated = doc.line_duplicates[1]
+        frac = repeated / chars
         fired = frac > rule.max_value
         if decision.record(PREFIX + "duplicate_line_chars", rule.action, frac, fired):
             return True

@@ -4,7 +4,9 @@ Evaluation order: duplicate_paragraph_fraction, duplicate_paragraph_char_fractio
 duplicate_line_fraction, duplicate_line_char_fraction, top_<n>gram_char_fraction (n ascending),
 duplicate_<n>gram_char_fraction (n ascending). Character fractions are relative to the analysed
 text. N-grams are over words (see :mod:`curation.filters.text_stats`); their character length
-is the words' lengths plus one separator between consecutive words.
+is the words' lengths plus one separator between consecutive words. With markup-aware
+filtering, repeats count only within a section (an API entry, a headed section): see
+:mod:`curation.filters.text_stats`. The top n-gram rules stay document-wide.
 
 Word n-grams are identified exactly (no hashing): the id of an n-gram at position i is the
 rank of the pair (id of the (n-1)-gram at i, id of word i+n-1), computed with one sort per n.
@@ -46,7 +48,7 @@ def rule_names(cfg: GopherRepetitionConfig) -> list[str]:
 class WordNgrams:
     """Exact n-gram ids over a word list, built incrementally and cached per n."""
 
-    def __init__(self, words: list[str]) -> None:
+    def __init__(self, words: list[str], sections: list[int] | None = None) -> None:
         # id of a word = position of its first occurrence (distinct, not dense; < n_words)
         index: dict[str, int] = {}
         ids = list(map(index.setdefault, words, count()))
@@ -55,6 +57,9 @@ class WordNgrams:
         self._vocab = max(self.n_words, 1)
         lens = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
         self.word_lens = lens
+        # section of each word: a repeat counts only within its section (None: one section)
+        self._sections = None if sections is None or len(set(sections)) < 2 else np.asarray(
+            sections, dtype=np.int64)
         self._cum = np.concatenate(([0], np.cumsum(lens)))
         # n -> (group id per start position, first-occurrence positions, number of groups)
         self._cache: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
@@ -103,6 +108,9 @@ class WordNgrams:
         if grouped is None or grouped[2] == len(grouped[0]):
             return 0
         ids, first, _ = grouped
+        if self._sections is not None:
+            span = int(self._sections.max()) + 1
+            first = np.unique(ids * span + self._sections[: len(ids)], return_index=True)[1]
         is_dup = np.ones(len(ids), dtype=bool)
         is_dup[first] = False
         starts = np.flatnonzero(is_dup)
@@ -138,7 +146,7 @@ def apply(doc: TextStats, cfg: GopherRepetitionConfig, decision: Decision) -> bo
             continue
         for n in sorted(rule.max_fraction_by_n):
             if ngrams is None:
-                ngrams = WordNgrams(doc.words)
+                ngrams = WordNgrams(doc.words, doc.word_sections)
             chars = ngrams.top_chars(n) if kind == "top" else ngrams.duplicate_chars(n)
             value = chars / n_chars
             limit = rule.max_fraction_by_n[n]

@@ -9,7 +9,7 @@ import pytest
 from curation.filters import FilterConfig
 
 DATA = Path(__file__).parent / "data"
-RULE_SETS = ("gopher_repetition", "gopher_quality", "c4", "fineweb")
+RULE_SETS = ("gopher_repetition", "gopher_quality", "c4", "fineweb", "code")
 
 
 @pytest.fixture(scope="session")
@@ -24,10 +24,13 @@ def paragraphs(prose: str) -> list[str]:
     return [" ".join(p.split()) for p in prose.split("\n\n") if p.strip()]
 
 
-def _only(rule_set: str, rule: str | None = None, **overrides) -> FilterConfig:
+def _only(rule_set: str, rule: str | None = None, markup_aware: bool = False,
+          **overrides) -> FilterConfig:
     """Config with every other rule set disabled, applied to all domains; with ``rule`` given,
-    every other rule of ``rule_set`` is switched off too. ``overrides`` update the set."""
+    every other rule of ``rule_set`` is switched off too. ``overrides`` update the set.
+    ``markup_aware`` is off by default: these tests pin the published rule definitions."""
     data = FilterConfig().model_dump()
+    data["markup_aware"] = markup_aware
     for name in RULE_SETS:
         data[name]["enabled"] = name == rule_set
         data[name]["apply_to_domains"] = None
@@ -46,5 +49,6 @@ def _only(rule_set: str, rule: str | None = None, **overrides) -> FilterConfig:
 
 @pytest.fixture(scope="session")
 def only():
-    """``only(rule_set, rule=None, **overrides) -> FilterConfig`` isolating a rule set/rule."""
+    """``only(rule_set, rule=None, markup_aware=False, **overrides) -> FilterConfig`` isolating
+    a rule set/rule."""
     return _only

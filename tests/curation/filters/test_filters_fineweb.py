@@ -46,9 +46,14 @@ def test_short_lines_fire(only, paragraphs):
 def test_one_repeated_line_exceeds_fineweb_duplicate_char_threshold(only, paragraphs):
     footer = "Copyright 2024 Example News Ltd. All rights reserved."
     page = "\n".join([*paragraphs[:6], footer, *paragraphs[6:], footer])  # ~1.6% repeated
-    result = evaluate_one(page, "web", only("fineweb"))
+    published = only("fineweb", duplicate_line_chars={"max_value": 0.01},
+                     duplicate_line_min_chars=0)
+    result = evaluate_one(page, "web", published)
     assert result.removed_by == RULE + "duplicate_line_chars"
-    assert evaluate_one("\n".join(paragraphs), "web", only("fineweb")).removed_by is None
+    assert evaluate_one("\n".join(paragraphs), "web", published).removed_by is None
+    # the default tolerates one repeated footer (3%); three more copies exceed it
+    assert evaluate_one(page, "web", only("fineweb")).kept
+    assert not evaluate_one(page + f"\n{footer}" * 3, "web", only("fineweb")).kept
 
 
 def test_list_like_page_fails_newline_ratio(only):
