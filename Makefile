@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@# torch first, pinned: the local CPU wheel; a looser spec would pull a CUDA build
 	$(PY) -m pip install -q torch==2.13.0
+	@# KenLM's build prerequisites (apt) and lmplz/build_binary, built once from the kenlm
+	@# sdist and cached; before the project, whose `kenlm` query module compiles at install
+	$(PY) curation/quality/kenlm_build.py
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 

@@ -8,6 +8,7 @@ its Spark DDL come from the registry's entries.
 from __future__ import annotations
 
 from curation.config import CurationConfig
+from curation.scorers.model_shipping import resolve_models
 from curation.scorers.registry import annotation_schema, build_scorers, score_batch, spark_ddl
 
 
@@ -19,6 +20,7 @@ def annotation_ddl(cfg: CurationConfig) -> str:
 def annotate_batches(batches, cfg: CurationConfig):
     """mapInArrow body: documents in, the same documents plus their signals out (the
     text passes through, replaced only when a filter is configured to rewrite it)."""
+    cfg = resolve_models(cfg)  # the executor's copies of models the driver shipped
     scorers = build_scorers(cfg, check=False)  # checked on the driver (annotation_ddl)
     schema = annotation_schema(scorers)
     for batch in batches:

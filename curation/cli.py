@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-SUBCOMMANDS = ("run", "dedup")
+SUBCOMMANDS = ("run", "dedup", "train-quality", "train-kenlm", "train-langid", "train-domain")
 
 
 def _common(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -26,13 +26,17 @@ def register(sub) -> None:
                        "--output ...` runs the whole job; `sharpen curate dedup ...` only "
                        "validation + exact + near dedup.")
     _common(p, required=False)
-    inner = p.add_subparsers(dest="curate_command", metavar="{run,dedup}")
+    inner = p.add_subparsers(dest="curate_command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
     run = inner.add_parser("run", help="the whole job (default)")
     _common(run)
     run.set_defaults(func=_run, mode="full")
     dedup = inner.add_parser("dedup", help="validation + exact + MinHash near dedup only")
     _common(dedup)
     dedup.set_defaults(func=_run, mode="dedup")
+    from curation.quality import fasttext_cli, kenlm_cli
+
+    fasttext_cli.register(inner)  # train-quality, train-langid, train-domain
+    kenlm_cli.register(inner)     # train-kenlm
     p.set_defaults(func=_run, mode="full", _curate_parser=p)
 
 

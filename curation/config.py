@@ -131,7 +131,8 @@ class CurationConfig(_Strict):
     def _domains_in_taxonomy(self) -> CurationConfig:
         named = {"default_domain": [self.default_domain],
                  "domain_by_source": list(self.domain_by_source.values()),
-                 "domain_rules": [r.domain for r in self.domain_rules]}
+                 "domain_rules": [r.domain for r in self.domain_rules],
+                 "filters.by_domain": list(self.filters.by_domain)}
         for field, values in named.items():
             bad = sorted({v for v in values if v not in self.domains})
             if bad:

@@ -14,9 +14,9 @@ from pyspark.sql import functions as F
 from curation.io.parquet_output import write_parquet
 
 CURATED_COLUMNS = [
-    "id", "source", "domain", "text", "n_chars", "lang", "exact_dup_count", "cluster_id",
-    "cluster_size", "n_sources", "quality_fasttext", "quality_kenlm_ppl", "heuristic_flags",
-    "quality_score", "quality_bucket", "meta",
+    "id", "source", "domain", "text", "n_chars", "lang", "lang_score", "exact_dup_count",
+    "cluster_id", "cluster_size", "n_sources", "quality_fasttext", "quality_kenlm_ppl",
+    "quality_heuristic", "heuristic_flags", "quality_score", "quality_bucket", "meta",
 ]
 
 
@@ -79,11 +79,9 @@ def write_outputs(job, validated: DataFrame, annotated: DataFrame, assigned: Dat
 
     if job.mode == "full":
         keepers = assigned.where(F.col("keep")).join(annotated, "id").select(
-            "id", "source", "domain", "text", "n_chars", F.lit(None).cast("string").alias("lang"),
-            "exact_dup_count", "cluster_id", "cluster_size", "n_sources",
-            F.lit(None).cast("double").alias("quality_fasttext"),
-            F.lit(None).cast("double").alias("quality_kenlm_ppl"),
-            "heuristic_flags", "quality_score", "meta")
+            "id", "source", "domain", "text", "n_chars", "lang", "lang_score",
+            "exact_dup_count", "cluster_id", "cluster_size", "n_sources", "quality_fasttext",
+            "quality_kenlm_ppl", "quality_heuristic", "heuristic_flags", "quality_score", "meta")
         cutoffs = quality_cutoffs(keepers, cfg.quality.buckets)
         curated = quality_buckets(keepers, cutoffs).select(*CURATED_COLUMNS)
         write_parquet(curated, f"{out}/curated", ["id"], partition_by="domain",

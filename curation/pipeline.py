@@ -33,6 +33,8 @@ from curation.io.output_checks import check_output
 from curation.io.output_lock import OutputLock
 from curation.io.reader import InputFiles, list_input_files, parquet_row_counts, read_documents
 from curation.outputs import write_outputs
+from curation.scorers.lang_id import RULE as LANG_RULE
+from curation.scorers.model_shipping import ship_models
 from curation.stage_store import StageStore
 from curation.stats import build_stats
 
@@ -126,10 +128,10 @@ class CurationJob:
     def _annotated(self, validated: DataFrame) -> DataFrame:
         cfg = self.cfg
         if self.mode == "dedup":  # dedup only: no heuristic filters, no decontamination
-            cfg = cfg.model_copy(update={"filters": cfg.filters.model_copy(update={
-                name: getattr(cfg.filters, name).model_copy(update={"enabled": False})
-                for name in ("gopher_quality", "gopher_repetition", "c4", "fineweb")}),
+            cfg = cfg.model_copy(update={"filters": cfg.filters.disabled(),
+                "language": cfg.language.model_copy(update={"languages": None}),
                 "decontamination": cfg.decontamination.model_copy(update={"eval_sets": {}})})
+        ship_models(self.spark.sparkContext, cfg)
         valid = validated.where(F.col("q_reason").isNull())
         notes = valid.select("id", "source", "domain", "text", "meta").mapInArrow(
             lambda it: annotate_batches(it, cfg), annotation_ddl(cfg))
@@ -183,7 +185,9 @@ class CurationJob:
         if self.mode != "full":
             return []
         d = self.cfg.decontamination
+        lang = self.cfg.language
         return rule_names(self.cfg.filters) + (
+            [LANG_RULE] if lang.model and lang.languages is not None else []) + (
             ["decontamination"] if d.eval_sets and d.action == "remove" else [])
 
     # -- the job ----------------------------------------------------------------------

@@ -11,6 +11,8 @@ import platform
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from curation.quality.model_dir import read_model_dir
+from curation.scorers.model_shipping import model_paths
 from curation.spark_session import driver_max_heap_mb
 
 
@@ -67,6 +69,14 @@ def build_stats(job, validated: DataFrame, files: dict[str, dict], annotated: Da
         decontamination = {"action": job.cfg.decontamination.action,
                            "docs_by_eval_set": {k: hits.get(k, 0)
                                                 for k in sorted(job.cfg.decontamination.eval_sets)}}
+    models = {}
+    for (sec, field), path in sorted(model_paths(job.cfg).items()):
+        prov = read_model_dir(path, "", verify=False, field=f"{sec}.{field}",
+                              check_kind=False).provenance
+        models[f"{sec}.{field}"] = {"path": path, "kind": prov.get("kind"),
+                                    "sha256": prov.get("sha256"),
+                                    "heldout_metrics": prov.get("metrics")}
+    by_lang = _counts(annotated, "lang") if job.cfg.language.model else {}
     lsh = job.lsh
     return {
         "mode": job.mode,
@@ -87,6 +97,8 @@ def build_stats(job, validated: DataFrame, files: dict[str, dict], annotated: Da
         "kept_by_domain": dict(sorted(kept_by_domain.items())),
         "quality": quality,
         "decontamination": decontamination,
+        "models": models,
+        "docs_by_lang": dict(sorted(by_lang.items())),
         "clusters": {"largest": int(sizes[0] or 0), "multi_member": int(sizes[1] or 0),
                      "docs_in_multi_member": int(sizes[2] or 0)},
         "lsh": {"bands": lsh.bands, "rows": lsh.rows, "threshold": lsh.threshold,

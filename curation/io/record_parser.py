@@ -121,8 +121,11 @@ class RecordParser:
         if domain and domain not in self._taxonomy:
             return self._bad("unknown_domain", f"`domain` {domain[:100]!r} is not one of "
                              f"{sorted(self._taxonomy)}", raw, obj)
+        # with a domain classifier, an unresolved domain stays null here and the classifier
+        # (first registry entry of the annotation pass) decides it from the text
+        fallback = None if self.cfg.domain_classifier.model else self.cfg.default_domain
         domain = domain or self._rule_domain(source, path, obj.get("url")) or \
-            self.cfg.domain_by_source.get(source, self.cfg.default_domain)
+            self.cfg.domain_by_source.get(source, fallback)
         doc_id = obj.get("id")
         if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int, type(None))):
             return self._bad("bad_id", f"`id` is {type(doc_id).__name__}", raw, obj)

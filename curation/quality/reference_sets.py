@@ -86,7 +86,8 @@ def read_reference_set(patterns: list[str] | str, label: str, what: str = "refer
 def split_by_source(docs: list[RefDoc], heldout_fraction: float, seed: int
                     ) -> tuple[list[RefDoc], list[RefDoc]]:
     """(train, held-out): whole sources go to held-out, per label, until about
-    `heldout_fraction` of that label's documents are held out. Each label with at least two
+    `heldout_fraction` of that label's documents are held out (sources that would overshoot
+    it by more than half are passed over, so one big source does not take the held-out side). Each label with at least two
     sources keeps at least one on each side; the choice is a seeded hash of the source name,
     so it does not depend on file order."""
     import hashlib
@@ -99,13 +100,17 @@ def split_by_source(docs: list[RefDoc], heldout_fraction: float, seed: int
         for d in mine:
             sizes[d.source] = sizes.get(d.source, 0) + 1
         order = sorted(sizes, key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
+        target = heldout_fraction * len(mine)
         chosen: set[str] = set()
         n_held = 0
-        for s in order:
-            if len(chosen) + 1 >= len(order) or n_held >= heldout_fraction * len(mine):
+        for s in order:  # a source that would overshoot the target by half is skipped
+            if len(chosen) + 1 >= len(order) or n_held >= target:
                 break
-            chosen.add(s)
-            n_held += sizes[s]
+            if n_held + sizes[s] <= 1.5 * target:
+                chosen.add(s)
+                n_held += sizes[s]
+        if not chosen and target > 0 and len(order) > 1:  # every source overshoots: the smallest
+            chosen.add(min(order, key=lambda s: (sizes[s], s)))
         train += [d for d in mine if d.source not in chosen]
         held += [d for d in mine if d.source in chosen]
     return train, held

@@ -58,6 +58,7 @@ class Scorer:
     reads: ClassVar[tuple[str, ...]] = ()  # columns of earlier entries this one needs
     packages: ClassVar[tuple[str, ...]] = ()  # importable modules it needs
     rewrites_text: ClassVar[bool] = False  # may return a "text" list that replaces the text
+    rewrites_domain: ClassVar[bool] = False  # may return a "domain" list (domain classifier)
 
     def __init__(self, cfg: CurationConfig):
         self.cfg = cfg

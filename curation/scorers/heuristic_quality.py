@@ -1,4 +1,4 @@
-"""Registry entry: the interim heuristic quality score (`curation/quality/`)."""
+"""Registry entry: the heuristic quality signal (`curation/quality/heuristic_score.py`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from curation.scorers.base import DocBatch, Scorer
 
 class HeuristicQuality(Scorer):
     name = "heuristic_quality"
-    columns = (pa.field("quality_score", pa.float64()),)
+    columns = (pa.field("quality_heuristic", pa.float64()),)
 
     def score(self, batch: DocBatch) -> dict[str, list]:
-        return {"quality_score": [heuristic_quality(t) for t in batch.texts]}
+        return {"quality_heuristic": [heuristic_quality(t) for t in batch.texts]}

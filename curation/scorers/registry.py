@@ -4,8 +4,9 @@ One list replaces what used to be kept by hand in three places (the rule sets, t
 annotation schema and its Spark DDL): the annotation schema is the pass-through document
 columns, `n_chars`, then each entry's declared columns; the DDL is derived from it. All
 entries run in one `mapInArrow` pass (`annotate.py`), so the text crosses the JVM/Python
-boundary once for all of them. New signals (fastText quality, KenLM perplexity, language
-ID, domain classifier, decontamination) are new entries.
+boundary once for all of them: the domain classifier, heuristic filters, language ID,
+exact-hash, heuristic quality, fastText quality, KenLM perplexity, the quality ensemble and
+decontamination are all entries.
 """
 
 from __future__ import annotations
@@ -15,12 +16,21 @@ import pyarrow as pa
 from curation.config import CurationConfig
 from curation.scorers.base import DocBatch, Scorer
 from curation.scorers.decontamination import Decontamination
+from curation.scorers.domain_classifier import DomainClassifier
 from curation.scorers.exact_hash import ExactHash
+from curation.scorers.fasttext_quality import FastTextQuality
 from curation.scorers.heuristic_filters import HeuristicFilters
 from curation.scorers.heuristic_quality import HeuristicQuality
+from curation.scorers.kenlm_perplexity import KenLMPerplexity
+from curation.scorers.lang_id import LanguageId
+from curation.scorers.quality_ensemble import QualityEnsemble
 
-ENTRIES: tuple[type[Scorer], ...] = (HeuristicFilters, ExactHash, HeuristicQuality,
-                                      Decontamination)
+# Run order: the domain first (filters are chosen per domain), then the filters (which may
+# rewrite the text), the language filter, the signals on the final text, their ensemble,
+# and decontamination.
+ENTRIES: tuple[type[Scorer], ...] = (DomainClassifier, HeuristicFilters, LanguageId, ExactHash,
+                                      HeuristicQuality, FastTextQuality, KenLMPerplexity,
+                                      QualityEnsemble, Decontamination)
 # Decision columns a later entry may add to, rather than declare: the first removal wins
 # (`removed_by`), flags accumulate (`heuristic_flags`).
 DECISIONS = {"removed_by", "heuristic_flags"}
@@ -72,18 +82,23 @@ def spark_ddl(schema: pa.Schema) -> str:
 def score_batch(scorers: list[Scorer], batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """Run every entry on one Arrow batch of documents; returns the annotated batch."""
     docs = DocBatch(batch.column("text").to_pylist(), batch.column("domain").to_pylist())
+    docs.columns["domain_given"] = [d is not None for d in docs.domains]
     for scorer in scorers:
         out = scorer.score(docs)
         if scorer.rewrites_text and "text" in out:
             docs.texts = out.pop("text")
+        if scorer.rewrites_domain and "domain" in out:
+            docs.domains = out.pop("domain")
         for name in DECISIONS & set(out) - {f.name for f in scorer.columns}:
             mine, before = out.pop(name), docs.columns[name]
             docs.columns[name] = ([b if b is not None else m for b, m in zip(before, mine, strict=True)]
                                   if name == "removed_by" else
                                   [b + m for b, m in zip(before, mine, strict=True)])
         docs.columns.update(out)
-    cols = {f.name: batch.column(f.name) for f in PASS_THROUGH[:5] if f.name != "text"}
+    cols = {f.name: batch.column(f.name) for f in PASS_THROUGH[:5]
+            if f.name not in ("text", "domain")}
     cols["text"] = docs.texts
+    cols["domain"] = [d if d is not None else "" for d in docs.domains]
     cols["n_chars"] = [len(t) for t in docs.texts]
     cols.update(docs.columns)
     return pa.RecordBatch.from_pydict({n: cols[n] for n in schema.names}, schema=schema)
