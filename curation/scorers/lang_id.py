@@ -3,9 +3,12 @@
 A fastText language-ID model (trained by `sharpen curate train-langid`, or any fastText
 model whose labels are language codes, put in a model directory) gives each document its
 most probable language and that probability, from the first 10k characters
-(`fasttext_text.MAX_CHARS`). With `language.languages` set, a document in another
-language, or identified with less than `language.min_score`, is removed as `filter:lang`
-(CCNet and FineWeb keep documents whose top language score passes a threshold).
+(`fasttext_text.MAX_CHARS`). With `language.languages` set, a document of a domain in
+`language.apply_to_domains` that is identified as another language with at least
+`language.min_score` is removed as `filter:lang`. CCNet and FineWeb also drop documents
+whose top score is low; we keep those and flag them `lang_uncertain`, because a small
+language-ID model trained on documentation is unsure of short or technical English far
+more often than it is wrong about a foreign page (measured in benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ from curation.scorers.base import DocBatch
 from curation.scorers.fasttext_quality import FastTextScorer
 
 RULE = "lang"  # written as `filter:lang` in removed/ and stats.json, like every filter
+UNSURE = "lang_uncertain"  # flag: the top language scored below min_score
 
 
 class LanguageId(FastTextScorer):
     name = "lang_id"
     columns = (pa.field("lang", pa.string()), pa.field("lang_score", pa.float64()))
-    reads = ("removed_by",)  # adds to it: the first removal wins
+    reads = ("removed_by", "heuristic_flags")  # adds to both: the first removal wins
     kind = "fasttext-langid"
     field = "language.model"
 
@@ -34,8 +38,14 @@ class LanguageId(FastTextScorer):
             return {"lang": [None] * n, "lang_score": [None] * n}
         langs, scores = self.model.predict(batch.texts)
         out: dict[str, list] = {"lang": langs, "lang_score": scores}
-        keep, min_score = self.cfg.language.languages, self.cfg.language.min_score
-        if keep is not None:
-            out["removed_by"] = [None if lang in keep and s >= min_score else RULE
-                                 for lang, s in zip(langs, scores, strict=True)]
+        lc = self.cfg.language
+        if lc.languages is not None:
+            applies = [lc.apply_to_domains is None or d in lc.apply_to_domains
+                       for d in batch.domains]
+            out["removed_by"] = [
+                RULE if a and lang not in lc.languages and s >= lc.min_score else None
+                for lang, s, a in zip(langs, scores, applies, strict=True)]
+            out["heuristic_flags"] = [
+                [UNSURE] if a and s < lc.min_score else []
+                for s, a in zip(scores, applies, strict=True)]
         return out

@@ -104,7 +104,7 @@ def test_documentation_pages_are_kept_with_markup_awareness_and_not_without():
 def test_curly_bracket_with_markup_awareness_fires_on_code_in_prose_only(paragraphs):
     cfg = FilterConfig.model_validate(
         {"gopher_repetition": {"enabled": False}, "gopher_quality": {"enabled": False},
-         "fineweb": {"enabled": False}})
+         "fineweb": {"enabled": False}, "c4": {"curly_bracket": {"action": "remove"}}})
     prose = "\n".join(paragraphs[:6]) + "\n"
     quoted = prose + "Write ``{name}`` or dma_{map,unmap}_single() where the name goes.\n"
     assert evaluate_one(quoted, "web", cfg).kept

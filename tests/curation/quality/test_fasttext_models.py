@@ -307,8 +307,14 @@ def test_lang_id_entry_removes_other_languages(data, langid):
     assert out["lang"] == ["en"] * len(en) + ["bg"] * len(bg)
     assert all(0.5 <= s <= 1.0 for s in out["lang_score"])
     assert out["removed_by"] == [None] * len(en) + ["lang"] * len(bg)
-    strict = LanguageId(_cfg(language={"model": langid.path, "min_score": 1.0})).score(batch)
-    assert strict["removed_by"].count("lang") >= len(bg)
+    # below min_score the model is unsure: kept and flagged, never removed
+    unsure = LanguageId(_cfg(language={"model": langid.path, "min_score": 1.0})).score(batch)
+    assert unsure["removed_by"] == [None] * len(batch.texts)
+    assert all(f == ["lang_uncertain"] for f in unsure["heuristic_flags"])
+    # code and math are not language-filtered by default (lang is still recorded)
+    code = LanguageId(_cfg(language={"model": langid.path})).score(
+        DocBatch(bg, ["code"] * len(bg)))
+    assert code["removed_by"] == [None] * len(bg) and code["lang"] == ["bg"] * len(bg)
     keep_all = LanguageId(_cfg(language={"model": langid.path, "languages": None})).score(batch)
     assert "removed_by" not in keep_all and keep_all["lang"] == out["lang"]
     assert LanguageId(_cfg()).score(batch) == {"lang": [None] * len(batch.texts),
