@@ -101,7 +101,7 @@ class LanguageConfig(_Strict):
     model: str | None = Field(None, description="Language-ID model directory written by `sharpen curate train-langid` (a fastText model; labels are language codes). Adds `lang` and `lang_score`. null: no language ID (`lang` stays null, nothing is removed).")
     languages: list[str] | None = Field(default_factory=lambda: ["en"], description="Languages to keep: a document identified as another language with `lang_score` >= `min_score` is removed with reason `filter:lang`. A document whose top language scores below `min_score` is kept (the model is unsure: short, technical or mixed text) and flagged `lang_uncertain` in heuristic_flags. null keeps every language (lang is still recorded).")
     min_score: float = Field(0.5, ge=0, le=1, description="Smallest `lang_score` (the model's probability of the top language) for a document to count as that language.")
-    apply_to_domains: list[str] | None = Field(default_factory=lambda: ["web", "books", "reference", "academic", "conversation"], description="Domains the language filter applies to (lang and lang_score are recorded for every domain). Code and LaTeX are not natural language: a language-ID model reads identifiers and markup as some language, so by default they are not filtered. null: every domain.")
+    apply_to_domains: list[str] | None = Field(default_factory=lambda: ["web", "books", "reference", "academic", "conversation"], description="Domains whose documents are language-identified and filtered. Code and LaTeX are not natural language: a language-ID model reads identifiers and markup as some language, so by default their `lang` is null and they are not filtered. null: every domain.")
 
 
 class DomainClassifierConfig(_Strict):

@@ -33,8 +33,9 @@ from curation.io.output_checks import check_output
 from curation.io.output_lock import OutputLock
 from curation.io.reader import InputFiles, list_input_files, parquet_row_counts, read_documents
 from curation.outputs import write_outputs
+from curation.quality.model_dir import read_model_dir
 from curation.scorers.lang_id import RULE as LANG_RULE
-from curation.scorers.model_shipping import ship_models
+from curation.scorers.model_shipping import model_paths, ship_models
 from curation.stage_store import StageStore
 from curation.stats import build_stats
 
@@ -67,7 +68,11 @@ class CurationJob:
 
     def _fingerprint(self) -> str:
         sig = [list(f) for f in self.files.all]
-        blob = json.dumps([code_version(), self.mode, self.cfg.model_dump(mode="json"), sig])
+        # a retrained model at the same path must not reuse stages scored by the old one
+        models = {f"{sec}.{f}": read_model_dir(p, "", verify=False, check_kind=False).sha256
+                  for (sec, f), p in sorted(model_paths(self.cfg).items())}
+        blob = json.dumps([code_version(), self.mode, self.cfg.model_dump(mode="json"), sig,
+                           models])
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
     # -- stages ---------------------------------------------------------------------

@@ -20,6 +20,12 @@ def _counts(df: DataFrame, col: str) -> dict[str, int]:
     return {r[0]: int(r[1]) for r in df.groupBy(col).count().collect() if r[0] is not None}
 
 
+def _ppl_metrics(prov: dict) -> dict | None:
+    """A KenLM model's held-out perplexity percentiles (its provenance keeps log10)."""
+    pct = prov.get("heldout_log10_ppl")
+    return {f"ppl_{k}": round(10 ** v, 1) for k, v in pct.items()} if pct else None
+
+
 def build_stats(job, validated: DataFrame, files: dict[str, dict], annotated: DataFrame,
                 assigned: DataFrame, store, dedup_stats: dict, quality: dict, rules: list[str],
                 seconds: float) -> dict:
@@ -75,7 +81,7 @@ def build_stats(job, validated: DataFrame, files: dict[str, dict], annotated: Da
                               check_kind=False).provenance
         models[f"{sec}.{field}"] = {"path": path, "kind": prov.get("kind"),
                                     "sha256": prov.get("sha256"),
-                                    "heldout_metrics": prov.get("metrics")}
+                                    "heldout_metrics": prov.get("metrics") or _ppl_metrics(prov)}
     by_lang = _counts(annotated, "lang") if job.cfg.language.model else {}
     lsh = job.lsh
     return {

@@ -1,5 +1,6 @@
 """`sharpen demo`: the whole platform on the bundled sample corpus, at small scale.
 
+models (fastText quality + language ID, KenLM; trained from data/quality once) ->
 curate (Spark, local) -> mix (tokenizer + two stages of Arrow shards) -> train (two
 pre-training stages, FSDP2 under torchrun, 2 CPU ranks) -> summary printed and written
 to `runs/demo/summary.json`.
@@ -38,6 +39,7 @@ def run_demo(input_path: str, output: str, recipe: str, plan: str, nproc: int = 
              master: str | None = None) -> dict:
     from curation.config import CurationConfig
     from curation.pipeline import run_curation
+    from curation.quality.bundled_models import ensure_models, with_models
     from mixtures.materialize import run_mix
     from training.cli import run_training
 
@@ -45,7 +47,13 @@ def run_demo(input_path: str, output: str, recipe: str, plan: str, nproc: int = 
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
     t = time.perf_counter()
-    stats = run_curation([str(Path(input_path).resolve())], str(out / "curate"), CurationConfig(), master)
+    # the platform's own quality, KenLM and language-ID models, trained from data/quality
+    # on the first run (~15 s) and reused while their recipes and data are unchanged
+    models = ensure_models(out / "models", log=log.info)
+    cfg = with_models(CurationConfig(), models)
+    timings["models_s"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    stats = run_curation([str(Path(input_path).resolve())], str(out / "curate"), cfg, master)
     timings["curate_s"] = round(time.perf_counter() - t, 1)
     _stop_spark()
     t = time.perf_counter()
@@ -64,6 +72,9 @@ def run_demo(input_path: str, output: str, recipe: str, plan: str, nproc: int = 
         "removed": {"filters": sum(stats["removed_by_filter"].values()),
                     "exact_dup": stats["removed_exact_dup"], "near_dup": stats["removed_near_dup"]},
         "quality_buckets_by_domain": stats.get("quality", {}).get("docs_by_domain_and_bucket", {}),
+        "models": {k: {"path": v["path"], "heldout_metrics": v["heldout_metrics"]}
+                   for k, v in stats.get("models", {}).items()},
+        "docs_by_lang": stats.get("docs_by_lang", {}),
         "tokens_by_domain": {name: st.get("tokens_by_domain", {})
                              for name, st in mix.get("stages", {}).items()},
         "loss": train.get("stages", train),
@@ -98,11 +109,28 @@ def format_summary(s: dict) -> str:
         lines.append("quality buckets (0 = worst) per domain: " + "; ".join(
             f"{d} " + "/".join(str(by.get(str(b), 0)) for b in range(top + 1))
             for d, by in sorted(buckets.items())))
+    for name, m in s.get("models", {}).items():
+        lines.append(f"model {name}: {_metric_line(m.get('heldout_metrics') or {})}")
+    if s.get("docs_by_lang"):
+        lines.append("languages (annotated docs): " + ", ".join(
+            f"{k} {v}" for k, v in sorted(s["docs_by_lang"].items(), key=lambda kv: -kv[1])))
     for stage, doms in s["tokens_by_domain"].items():
         lines.append(f"stage {stage} tokens: " + ", ".join(f"{d} {n:,}" for d, n in sorted(doms.items())))
     for stage, info in s["loss"].items():
         if isinstance(info, dict) and "first_loss" in info:
-            lines.append(f"stage {stage} loss: {info['first_loss']:.3f} -> {info['last_loss']:.3f}")
+            mean = (f" (mean of the first/last 10 steps {info['first_mean_loss']:.3f} -> "
+                    f"{info['last_mean_loss']:.3f})" if "last_mean_loss" in info else "")
+            lines.append(f"stage {stage} loss: {info['first_loss']:.3f} -> "
+                         f"{info['last_loss']:.3f}{mean}")
     lines.append("outputs: " + ", ".join(f"{k}={v}" for k, v in s["outputs"].items()))
     lines.append(f"seconds: {s['seconds']}")
     return "\n".join(lines)
+
+
+def _metric_line(m: dict) -> str:
+    """The headline held-out numbers of a model's provenance metrics."""
+    keys = ("roc_auc", "precision", "recall", "accuracy", "macro_f1", "ppl_p5", "ppl_p50", "ppl_p95")
+    flat = {k: v for k, v in m.items() if isinstance(v, (int, float))}
+    shown = [f"{k} {flat[k]:.3g}" for k in keys if k in flat] or \
+        [f"{k} {v:.3g}" for k, v in list(flat.items())[:4]]
+    return "held-out " + ", ".join(shown) if shown else "no held-out metrics"

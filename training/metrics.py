@@ -112,9 +112,12 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """{stage: {first_loss, last_loss, steps, tokens}} in stage order."""
+def summarize(rows: list[dict[str, Any]], window: int = 10) -> dict[str, dict[str, Any]]:
+    """{stage: {first_loss, last_loss, first_mean_loss, last_mean_loss, steps, tokens}} in
+    stage order. The means over the first and last `window` steps say more than two single
+    batches, whose losses swing with what each batch holds."""
     out: dict[str, dict[str, Any]] = {}
+    losses: dict[str, list[float]] = {}
     for row in rows:
         s = out.setdefault(
             row["stage"],
@@ -123,4 +126,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         s["last_loss"] = row["loss"]
         s["steps"] += 1
         s["tokens"] += row["tokens"]
+        losses.setdefault(row["stage"], []).append(row["loss"])
+    for stage, ls in losses.items():
+        out[stage]["first_mean_loss"] = sum(ls[:window]) / len(ls[:window])
+        out[stage]["last_mean_loss"] = sum(ls[-window:]) / len(ls[-window:])
     return out

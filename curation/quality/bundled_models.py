@@ -46,6 +46,7 @@ def _digest(recipe: Path, cfg) -> str:
     h = hashlib.sha256(recipe.read_bytes())
     patterns = [p for key in ("positive", "negative", "reference", "data")
                 for p in (getattr(cfg, key, None) or [])]
+    patterns += [p for ps in (getattr(cfg, "data_by_label", None) or {}).values() for p in ps]
     for f in expand([str(ROOT / p) if not Path(p).is_absolute() else p for p in patterns],
                     recipe.name):
         h.update(str(f.relative_to(ROOT) if f.is_relative_to(ROOT) else f).encode())
@@ -60,6 +61,10 @@ def _absolute(cfg):
         value = getattr(cfg, key, None)
         if value:
             update[key] = [p if Path(p).is_absolute() else str(ROOT / p) for p in value]
+    by_label = getattr(cfg, "data_by_label", None)
+    if by_label:
+        update["data_by_label"] = {k: [p if Path(p).is_absolute() else str(ROOT / p) for p in v]
+                                   for k, v in by_label.items()}
     return cfg.model_copy(update=update)
 
 

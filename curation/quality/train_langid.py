@@ -12,6 +12,7 @@ model adds `lang` and `lang_score` in the curation job (`curation/scorers/lang_i
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +27,7 @@ from curation.quality.fasttext_train import (
     read_labelled_files,
     train_fasttext,
 )
+from curation.quality.reference_sets import read_reference_set
 
 KIND = "fasttext-langid"
 
@@ -39,6 +41,7 @@ class LangIdParams(FastTextParams):
 
 class LangIdTrainConfig(_Strict):
     data: list[str] = Field(min_length=1, description="Paths or globs of JSONL(.gz) files; each record's `label` (else the file name) is its language code.")
+    data_by_label: dict[str, list[str]] = Field(default_factory=dict, description="Language code -> paths or globs of more text in that language whose records carry no `label` (e.g. the English positive reference set: many registers of English, so that technical or archaic English is not taken for another language).")
     languages: list[str] | None = Field(None, description="If set, every label must be one of these codes (a typo in the data is then an error). null: any label.")
     heldout_fraction: float = Field(0.2, ge=0, lt=1, description="About this fraction of each language's documents is held out, by whole sources. 0: no metrics.")
     hyperparameters: LangIdParams = Field(default_factory=LangIdParams, description="fastText hyperparameters.")
@@ -62,9 +65,16 @@ def train_langid(cfg: LangIdTrainConfig, log: Callable[[str], None] = lambda s: 
                  ) -> TrainResult:
     """Train and save the language-ID model; returns its directory and provenance."""
     docs = read_labelled_files(cfg.data, "langid data", cfg.min_chars, cfg.languages)
+    for lang, patterns in sorted(cfg.data_by_label.items()):
+        if cfg.languages is not None and lang not in cfg.languages:
+            raise ValueError(f"data_by_label: {lang!r} is not among {cfg.languages}")
+        more = read_reference_set(patterns, lang, f"langid data_by_label.{lang}", cfg.min_chars)
+        docs += [replace(d, label=lang) for d in more]
     return train_fasttext(
         docs, kind=KIND, output=cfg.output, params=cfg.hyperparameters,
         heldout_fraction=cfg.heldout_fraction, seed=cfg.seed, allowed=cfg.languages,
         what=f"langid data {cfg.data}", max_docs_per_source=cfg.max_docs_per_source, log=log,
         single_source=cfg.single_source,
-        inputs={"data": describe_inputs(cfg.data, "langid data")})
+        inputs={"data": describe_inputs(cfg.data, "langid data"),
+                **{f"data_by_label.{k}": describe_inputs(v, f"langid data_by_label.{k}")
+                   for k, v in sorted(cfg.data_by_label.items())}})

@@ -12,6 +12,7 @@ reuses workers) loads each model once, in the spirit of datatrove's lazy `model`
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,11 +28,19 @@ _LOCK = threading.Lock()
 
 
 def load_once(key: str, loader: Callable[[], Any]) -> Any:
-    """The model for `key` (e.g. a path and its sha256), loaded on first use in this process."""
+    """The model for `key` (e.g. a path and its sha256), loaded on first use in this process.
+
+    With `SHARPEN_MODEL_LOAD_LOG` set to a directory, each load appends a line to
+    `<dir>/<pid>.log`, so a test can check how often the Python workers of a real Spark job
+    loaded each model."""
     with _LOCK:
         if key not in _MODELS:
             _MODELS[key] = loader()
             _LOADS[key] = _LOADS.get(key, 0) + 1
+            log_dir = os.environ.get("SHARPEN_MODEL_LOAD_LOG")
+            if log_dir:
+                with open(os.path.join(log_dir, f"{os.getpid()}.log"), "a") as f:
+                    f.write(key + "\n")
         return _MODELS[key]
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
-
 from curation.filters.runner import evaluate
 from curation.scorers.base import DocBatch, Scorer
 
@@ -14,8 +12,7 @@ class HeuristicFilters(Scorer):
     first in the pass, so every later entry scores the final text."""
 
     name = "heuristic_filters"
-    columns = (pa.field("removed_by", pa.string()),
-               pa.field("heuristic_flags", pa.list_(pa.string())))
+    columns = ()  # returns the registry's decision columns (removed_by, heuristic_flags)
     rewrites_text = True
 
     def score(self, batch: DocBatch) -> dict[str, list]:

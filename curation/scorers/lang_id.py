@@ -25,7 +25,6 @@ UNSURE = "lang_uncertain"  # flag: the top language scored below min_score
 class LanguageId(FastTextScorer):
     name = "lang_id"
     columns = (pa.field("lang", pa.string()), pa.field("lang_score", pa.float64()))
-    reads = ("removed_by", "heuristic_flags")  # adds to both: the first removal wins
     kind = "fasttext-langid"
     field = "language.model"
 
@@ -33,19 +32,22 @@ class LanguageId(FastTextScorer):
         return self.cfg.language.model
 
     def score(self, batch: DocBatch) -> dict[str, list]:
-        n = len(batch.texts)
+        n, lc = len(batch.texts), self.cfg.language
         if self.model_path() is None:
             return {"lang": [None] * n, "lang_score": [None] * n}
-        langs, scores = self.model.predict(batch.texts)
+        todo = [i for i, d in enumerate(batch.domains)
+                if lc.apply_to_domains is None or d in lc.apply_to_domains]
+        langs: list[str | None] = [None] * n
+        scores: list[float | None] = [None] * n
+        if todo:
+            got, probs = self.model.predict([batch.texts[i] for i in todo])
+            for i, lang, p in zip(todo, got, probs, strict=True):
+                langs[i], scores[i] = lang, p
         out: dict[str, list] = {"lang": langs, "lang_score": scores}
-        lc = self.cfg.language
         if lc.languages is not None:
-            applies = [lc.apply_to_domains is None or d in lc.apply_to_domains
-                       for d in batch.domains]
             out["removed_by"] = [
-                RULE if a and lang not in lc.languages and s >= lc.min_score else None
-                for lang, s, a in zip(langs, scores, applies, strict=True)]
-            out["heuristic_flags"] = [
-                [UNSURE] if a and s < lc.min_score else []
-                for s, a in zip(scores, applies, strict=True)]
+                RULE if s is not None and lang not in lc.languages and s >= lc.min_score
+                else None for lang, s in zip(langs, scores, strict=True)]
+            out["heuristic_flags"] = [[UNSURE] if s is not None and s < lc.min_score else []
+                                      for s in scores]
         return out

@@ -11,6 +11,8 @@ decontamination are all entries.
 
 from __future__ import annotations
 
+import time
+
 import pyarrow as pa
 
 from curation.config import CurationConfig
@@ -25,15 +27,18 @@ from curation.scorers.kenlm_perplexity import KenLMPerplexity
 from curation.scorers.lang_id import LanguageId
 from curation.scorers.quality_ensemble import QualityEnsemble
 
-# Run order: the domain first (filters are chosen per domain), then the filters (which may
-# rewrite the text), the language filter, the signals on the final text, their ensemble,
-# and decontamination.
-ENTRIES: tuple[type[Scorer], ...] = (DomainClassifier, HeuristicFilters, LanguageId, ExactHash,
+# Run order: the domain first (filters are chosen per domain), the language filter (the
+# heuristic rules are English rules: a German page should be removed as German, not for
+# lacking English stop words), the filters (which may rewrite the text), the signals on
+# the final text, their ensemble, and decontamination.
+ENTRIES: tuple[type[Scorer], ...] = (DomainClassifier, LanguageId, HeuristicFilters, ExactHash,
                                       HeuristicQuality, FastTextQuality, KenLMPerplexity,
                                       QualityEnsemble, Decontamination)
-# Decision columns a later entry may add to, rather than declare: the first removal wins
-# (`removed_by`), flags accumulate (`heuristic_flags`).
-DECISIONS = {"removed_by", "heuristic_flags"}
+# Decision columns, owned by the registry: any entry may return them, the first removal
+# wins (`removed_by`), flags accumulate (`heuristic_flags`).
+DECISION_FIELDS = (pa.field("removed_by", pa.string()),
+                   pa.field("heuristic_flags", pa.list_(pa.string())))
+DECISIONS = {f.name for f in DECISION_FIELDS}
 PASS_THROUGH = (pa.field("id", pa.string()), pa.field("source", pa.string()),
                 pa.field("domain", pa.string()), pa.field("text", pa.string()),
                 pa.field("meta", pa.string()), pa.field("n_chars", pa.int64()))
@@ -47,7 +52,7 @@ def build_scorers(cfg: CurationConfig, check: bool = True) -> list[Scorer]:
     """The entries for this config, checked: unique column names, reads satisfied by an
     earlier entry, and (`check`, on the driver) each entry's own `check()`: packages
     importable, models and reference files readable."""
-    scorers, seen = [], {f.name for f in PASS_THROUGH}
+    scorers, seen = [], {f.name for f in (*PASS_THROUGH, *DECISION_FIELDS)}
     for entry in ENTRIES:
         scorer = entry(cfg)
         missing = [c for c in entry.reads if c not in seen]
@@ -64,7 +69,7 @@ def build_scorers(cfg: CurationConfig, check: bool = True) -> list[Scorer]:
 
 
 def annotation_schema(scorers: list[Scorer]) -> pa.Schema:
-    return pa.schema([*PASS_THROUGH, *(f for s in scorers for f in s.columns)])
+    return pa.schema([*PASS_THROUGH, *DECISION_FIELDS, *(f for s in scorers for f in s.columns)])
 
 
 def spark_ddl(schema: pa.Schema) -> str:
@@ -79,17 +84,24 @@ def spark_ddl(schema: pa.Schema) -> str:
     return ", ".join(f"{f.name} {ddl(f.type)}" for f in schema)
 
 
-def score_batch(scorers: list[Scorer], batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """Run every entry on one Arrow batch of documents; returns the annotated batch."""
+def score_batch(scorers: list[Scorer], batch: pa.RecordBatch, schema: pa.Schema,
+                timings: dict[str, float] | None = None) -> pa.RecordBatch:
+    """Run every entry on one Arrow batch of documents; returns the annotated batch.
+    With `timings`, each entry's seconds are added to `timings[entry name]`."""
     docs = DocBatch(batch.column("text").to_pylist(), batch.column("domain").to_pylist())
-    docs.columns["domain_given"] = [d is not None for d in docs.domains]
+    n = batch.num_rows
+    docs.columns.update(domain_given=[d is not None for d in docs.domains],
+                        removed_by=[None] * n, heuristic_flags=[[] for _ in range(n)])
     for scorer in scorers:
+        t = time.perf_counter()
         out = scorer.score(docs)
+        if timings is not None:
+            timings[scorer.name] = timings.get(scorer.name, 0.0) + time.perf_counter() - t
         if scorer.rewrites_text and "text" in out:
             docs.texts = out.pop("text")
         if scorer.rewrites_domain and "domain" in out:
             docs.domains = out.pop("domain")
-        for name in DECISIONS & set(out) - {f.name for f in scorer.columns}:
+        for name in DECISIONS & set(out):
             mine, before = out.pop(name), docs.columns[name]
             docs.columns[name] = ([b if b is not None else m for b, m in zip(before, mine, strict=True)]
                                   if name == "removed_by" else

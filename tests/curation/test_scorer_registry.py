@@ -25,8 +25,9 @@ def test_schema_and_ddl_are_derived_from_the_entries():
     scorers = registry.build_scorers(CurationConfig())
     schema = registry.annotation_schema(scorers)
     declared = [f.name for s in scorers for f in s.columns]
-    assert schema.names == ["id", "source", "domain", "text", "meta", "n_chars", *declared]
-    assert {"removed_by", "heuristic_flags", "norm_hash", "quality_score"} <= set(declared)
+    assert schema.names == ["id", "source", "domain", "text", "meta", "n_chars", "removed_by",
+                            "heuristic_flags", *declared]
+    assert {"norm_hash", "quality_score", "lang", "quality_fasttext"} <= set(declared)
     ddl = registry.spark_ddl(schema)
     assert "heuristic_flags array<string>" in ddl and "norm_hash binary" in ddl
     assert ddl.count(",") == len(schema) - 1

@@ -311,10 +311,13 @@ def test_lang_id_entry_removes_other_languages(data, langid):
     unsure = LanguageId(_cfg(language={"model": langid.path, "min_score": 1.0})).score(batch)
     assert unsure["removed_by"] == [None] * len(batch.texts)
     assert all(f == ["lang_uncertain"] for f in unsure["heuristic_flags"])
-    # code and math are not language-filtered by default (lang is still recorded)
+    # code and math are not language-identified nor filtered by default
     code = LanguageId(_cfg(language={"model": langid.path})).score(
         DocBatch(bg, ["code"] * len(bg)))
-    assert code["removed_by"] == [None] * len(bg) and code["lang"] == ["bg"] * len(bg)
+    assert code["removed_by"] == [None] * len(bg) and code["lang"] == [None] * len(bg)
+    every = LanguageId(_cfg(language={"model": langid.path, "apply_to_domains": None})).score(
+        DocBatch(bg, ["code"] * len(bg)))
+    assert every["removed_by"] == ["lang"] * len(bg)
     keep_all = LanguageId(_cfg(language={"model": langid.path, "languages": None})).score(batch)
     assert "removed_by" not in keep_all and keep_all["lang"] == out["lang"]
     assert LanguageId(_cfg()).score(batch) == {"lang": [None] * len(batch.texts),
