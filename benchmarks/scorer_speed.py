@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ import pyarrow as pa
 
 from benchmarks.quality_eval import sample_docs
 from curation.config import CurationConfig
-from curation.quality.bundled_models import ensure_models, with_models
+from curation.quality.bundled_models import MODELS, ensure_models, with_models
 from curation.scorers import registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +46,8 @@ def _batches(docs: list[dict]) -> list[pa.RecordBatch]:
         part = docs[i:i + BATCH]
         out.append(pa.RecordBatch.from_pydict({
             "id": [d["id"] for d in part], "source": [d["source"] for d in part],
-            "domain": [d["domain"] for d in part], "text": [d["text"] for d in part],
+            "domain": pa.array([d["domain"] for d in part], pa.string()),
+            "text": [d["text"] for d in part],
             "meta": [None] * len(part)}))
     return out
 
@@ -134,8 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default=str(ROOT / "benchmarks" / "out" / "models"))
     args = ap.parse_args(argv)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    cfg = with_models(CurationConfig(), ensure_models(args.models, log=print))
-    docs = sample_docs()[:args.docs]
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # every entry does real work: all four models, documents without a domain (the
+    # classifier decides it), and the labelled evaluation set as a decontamination set
+    cfg = with_models(CurationConfig(decontamination={"eval_sets": {"labelled": str(
+        ROOT / "data" / "quality" / "eval" / "labelled.jsonl.gz")}}),
+        ensure_models(args.models, names=tuple(MODELS), log=print))
+    docs = [{**d, "domain": None} for d in sample_docs()[:args.docs]]
     mb = sum(len(d["text"].encode()) for d in docs) / 1e6
     print(f"{len(docs)} sample documents, {mb:.1f} MB; batches of {BATCH}")
     loop = plain_loop(cfg, docs)
