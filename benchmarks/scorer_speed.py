@@ -65,12 +65,12 @@ def plain_loop(cfg: CurationConfig, docs: list[dict]) -> dict:
             "entries": timings}
 
 
-def _timed_annotate(cfg: CurationConfig, out_dir: str):
+def _timed_annotate(cfg: CurationConfig, out_dir: str, shipped: dict[str, str]):
     """mapInArrow body: annotate_batches with per-entry timings written to out_dir."""
     def run(batches):
         from curation.scorers.model_shipping import resolve_models
 
-        c = resolve_models(cfg)
+        c = resolve_models(cfg, shipped)
         scorers = registry.build_scorers(c, check=False)
         schema = registry.annotation_schema(scorers)
         timings: dict[str, float] = {}
@@ -103,7 +103,7 @@ def spark_pass(cfg: CurationConfig, docs: list[dict]) -> dict:
              .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH))
              .config("spark.ui.enabled", "false").getOrCreate())
     try:
-        ship_models(spark.sparkContext, cfg)
+        shipped = ship_models(spark.sparkContext, cfg)
         table = pa.Table.from_batches(_batches(docs))
         df = spark.createDataFrame(table.to_pandas()).repartition(1).cache()
         df.count()
@@ -111,10 +111,10 @@ def spark_pass(cfg: CurationConfig, docs: list[dict]) -> dict:
         me = psutil.Process()
         with tempfile.TemporaryDirectory() as warm, tempfile.TemporaryDirectory() as tdir:
             # warm-up on a few rows: starts the Python worker and loads the models there
-            df.limit(BATCH).mapInArrow(_timed_annotate(cfg, warm), ddl).write.format(
+            df.limit(BATCH).mapInArrow(_timed_annotate(cfg, warm, shipped), ddl).write.format(
                 "noop").mode("overwrite").save()
             cpu, t = _tree_cpu(me), time.perf_counter()
-            df.mapInArrow(_timed_annotate(cfg, tdir), ddl).write.format("noop").mode(
+            df.mapInArrow(_timed_annotate(cfg, tdir, shipped), ddl).write.format("noop").mode(
                 "overwrite").save()
             wall, cpu = time.perf_counter() - t, _tree_cpu(me) - cpu
             entries: dict[str, float] = {}

@@ -17,10 +17,10 @@ def annotation_ddl(cfg: CurationConfig) -> str:
     return spark_ddl(annotation_schema(build_scorers(cfg)))
 
 
-def annotate_batches(batches, cfg: CurationConfig):
+def annotate_batches(batches, cfg: CurationConfig, shipped: dict[str, str] | None = None):
     """mapInArrow body: documents in, the same documents plus their signals out (the
     text passes through, replaced only when a filter is configured to rewrite it)."""
-    cfg = resolve_models(cfg)  # the executor's copies of models the driver shipped
+    cfg = resolve_models(cfg, shipped)  # the executor's copies of models the driver shipped
     scorers = build_scorers(cfg, check=False)  # checked on the driver (annotation_ddl)
     schema = annotation_schema(scorers)
     for batch in batches:

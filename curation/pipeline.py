@@ -65,6 +65,7 @@ class CurationJob:
         self.files: InputFiles | None = None  # listed once, by run()
         self.splits: list[Split] = []
         self.stats: dict = {}
+        self.shipped_models: dict[str, str] = {}  # model dir -> archive shipped to executors
 
     def _fingerprint(self) -> str:
         sig = [list(f) for f in self.files.all]
@@ -136,10 +137,10 @@ class CurationJob:
             cfg = cfg.model_copy(update={"filters": cfg.filters.disabled(),
                 "language": cfg.language.model_copy(update={"languages": None}),
                 "decontamination": cfg.decontamination.model_copy(update={"eval_sets": {}})})
-        ship_models(self.spark.sparkContext, cfg)
+        self.shipped_models = shipped = ship_models(self.spark.sparkContext, cfg)
         valid = validated.where(F.col("q_reason").isNull())
         notes = valid.select("id", "source", "domain", "text", "meta").mapInArrow(
-            lambda it: annotate_batches(it, cfg), annotation_ddl(cfg))
+            lambda it: annotate_batches(it, cfg, shipped), annotation_ddl(cfg))
         prio = F.lit(len(self.cfg.source_priority))
         for i, src in enumerate(self.cfg.source_priority):
             prio = F.when(F.col("source") == src, F.lit(i)).otherwise(prio)

@@ -129,10 +129,16 @@ def test_submit_argv_is_sharpen_curate() -> None:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def corpus(tmp_path_factory: pytest.TempPathFactory, bundled_models) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("cluster_mode")
     config = root / "curation.yaml"
-    config.write_text("shuffle_partitions: 4\n")  # both modes share it
+    # both modes share it; every learned model runs (shipped to the executors with addFile),
+    # and the records carry no domain, so the domain classifier decides it
+    sections: dict[str, dict[str, str]] = {}
+    for field, path in bundled_models.items():
+        sec, name = field.split(".")
+        sections.setdefault(sec, {})[name] = path
+    config.write_text(json.dumps({"shuffle_partitions": 4, **sections}))  # JSON is YAML
     return _write_corpus(root), config
 
 
@@ -184,6 +190,10 @@ def test_cluster_full_job_equals_local(corpus, cluster, tmp_path: Path) -> None:
     stats = _compare_modes("full", corpus, cluster, tmp_path,
                            ["curated", "dedup", "removed", "quarantine"])
     assert stats["counts"]["kept"] > 0 and stats["removed_near_dup"] > 0, stats
+    assert len(stats["models"]) == 4, stats["models"]
+    curated = pq.read_table(tmp_path / "cluster" / "curated").to_pylist()
+    assert all(r["quality_fasttext"] is not None and r["quality_kenlm_ppl"] is not None
+               for r in curated)
 
 
 @pytest.mark.slow

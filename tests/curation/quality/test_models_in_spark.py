@@ -90,3 +90,31 @@ def test_every_model_scores_in_the_spark_pass_and_loads_once_per_worker(
     removed = {r["id"]: r["reason"] for r in pq.read_table(tmp_path / "out" / "removed").to_pylist()}
     foreign = [removed.get(r["id"]) for r in _foreign()]
     assert foreign.count("filter:lang") >= 5, foreign
+
+
+@pytest.mark.slow
+def test_a_model_path_the_executor_cannot_see_is_served_from_the_shipped_archive(
+        spark, bundled_models: dict[str, str], tmp_path: Path) -> None:
+    from curation.scorers.model_shipping import ship_models
+
+    def load_shipped(args):  # runs in a Python worker (pickled by value: a closure)
+        from curation.scorers.base import DocBatch
+        from curation.scorers.fasttext_quality import FastTextQuality
+        from curation.scorers.model_shipping import resolve_models
+
+        worker_cfg, names = args
+        resolved = resolve_models(worker_cfg, names)
+        out = FastTextQuality(resolved).score(DocBatch(["a b c"], ["web"]))
+        return resolved.quality.fasttext_model, out
+
+    real = bundled_models["quality.fasttext_model"]
+    shipped = ship_models(spark.sparkContext, with_models(CurationConfig(), {
+        "quality.fasttext_model": real}))
+    assert list(shipped) == [real] and shipped[real].endswith(".tar")
+    # the executor is told a path that only the driver had
+    gone = str(tmp_path / "driver-only" / Path(real).name)
+    cfg = with_models(CurationConfig(), {"quality.fasttext_model": gone})
+    path, out = spark.sparkContext.parallelize([(cfg, {gone: shipped[real]})], 1).map(
+        load_shipped).collect()[0]
+    assert path != gone and Path(path).name == shipped[real]
+    assert 0.0 <= out["quality_fasttext"][0] <= 1.0
