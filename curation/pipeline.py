@@ -36,6 +36,7 @@ from curation.outputs import write_outputs
 from curation.quality.model_dir import read_model_dir
 from curation.scorers.lang_id import RULE as LANG_RULE
 from curation.scorers.model_shipping import model_paths, ship_models
+from curation.scorers.registry import build_scorers
 from curation.stage_store import StageStore
 from curation.stats import build_stats
 
@@ -198,8 +199,10 @@ class CurationJob:
 
     # -- the job ----------------------------------------------------------------------
     def run(self) -> dict:
-        """Check the output, lock it, run (or resume) the stages, write outputs and stats."""
+        """Check the output and every scorer (models readable, sha256 as recorded), lock the
+        output, run (or resume) the stages, write outputs and stats."""
         check_output(self.fs, self.output, self.inputs)
+        build_scorers(self.cfg)  # a missing or corrupt model fails here, before any write
         with OutputLock(self.fs, self.output) as lock:
             return self._run(lock)
 
