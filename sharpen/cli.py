@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mixtures import cli as mixtures_cli
     from sharpen import demo
     from training import cli as training_cli
+    from training.interop import export_cli
 
     parser = argparse.ArgumentParser(
         prog="sharpen",
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     curation_cli.register(sub)
     mixtures_cli.register(sub)
     training_cli.register(sub)
+    export_cli.register(sub)
     demo.register(sub)
     return parser
 

@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,11 @@ def run_training(
     open_stage_shards(parsed, data_root, verify=False)
     check_run_dir(out, resume=resume)  # before anything in `out` is touched
     out.mkdir(parents=True, exist_ok=True)
+    # the run directory is self-describing: `sharpen export RUN` finds the model's shape
+    # and the tokenizer here without flags
+    shutil.copyfile(plan_path, out / "plan.yaml")
+    if (data_root / "tokenizer" / "tokenizer.json").is_file():
+        shutil.copyfile(data_root / "tokenizer" / "tokenizer.json", out / "tokenizer.json")
     summary_path = out / "summary.json"
     summary_path.unlink(missing_ok=True)
     rest = ["--plan", str(plan_path), "--data", str(data_root), "--output", str(out)]

@@ -22,6 +22,7 @@ def test_every_stage_has_a_subcommand():
                   "--master", "local[1]"],
                  ["mix", "--curated", "c", "--recipe", "r.yaml", "--output", "o"],
                  ["train", "--plan", "p.yaml", "--data", "d", "--output", "o"],
+                 ["export", "runs/demo/train", "--output", "o"],
                  ["demo"]):
         args = parser.parse_args(argv)
         assert callable(args.func)

@@ -1,0 +1,1 @@
+"""Interoperability: export our checkpoints as Hugging Face Llama models and import them back."""
