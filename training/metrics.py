@@ -113,9 +113,10 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def summarize(rows: list[dict[str, Any]], window: int = 10) -> dict[str, dict[str, Any]]:
-    """{stage: {first_loss, last_loss, first_mean_loss, last_mean_loss, steps, tokens}} in
-    stage order. The means over the first and last `window` steps say more than two single
-    batches, whose losses swing with what each batch holds."""
+    """{stage: {first_loss, last_loss, first_mean_loss, last_mean_loss, steps, tokens,
+    skipped_steps}} in stage order. The means over the first and last `window` steps say
+    more than two single batches, whose losses swing with what each batch holds.
+    `skipped_steps` counts the stage's steps skipped for a non-finite loss."""
     out: dict[str, dict[str, Any]] = {}
     losses: dict[str, list[float]] = {}
     for row in rows:
@@ -123,6 +124,7 @@ def summarize(rows: list[dict[str, Any]], window: int = 10) -> dict[str, dict[st
             row["stage"],
             {"first_loss": row["loss"], "last_loss": row["loss"], "steps": 0, "tokens": 0},
         )
+        s["skipped_steps"] = s.get("skipped_steps", 0) + int(bool(row.get("skipped", False)))
         s["last_loss"] = row["loss"]
         s["steps"] += 1
         s["tokens"] += row["tokens"]

@@ -3,7 +3,13 @@
 One model, trained through an ordered list of stages. Each stage names a mixture stage
 (`<data_root>/<data>/`), its length and its slice of the warmup-stable-decay schedule;
 it starts from the previous stage's final weights *and* optimizer state (AdamW moments
-carry over, so an anneal stage continues smoothly) unless `reset_optimizer` is set.
+carry over, so an anneal stage continues smoothly) unless `reset_optimizer` is set, or
+from another run's checkpoint (`init_from`, e.g. to branch an anneal off a long run).
+A stage names the `objective` it optimises (`training/objectives/`): later stage types
+(SFT, preference tuning) are new objectives run by the same loop.
+
+The global batch of a step is `world_size * grad_accum * batch_size` windows of
+`seq_len` tokens; the loss is the mean over its valid targets whatever the split.
 """
 
 from __future__ import annotations
@@ -13,9 +19,19 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from training.checkpoint import TRAINER_STATE
 from training.model.config import ModelSpec
+from training.model.presets import expand_preset
+from training.objectives import OBJECTIVES
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -31,7 +47,23 @@ class StageSpec(BaseModel):
     data: str = Field(description="Mixture stage directory name, resolved as <data_root>/<data>/.")
     steps: int = Field(gt=0, description="Optimizer steps in this stage.")
     seq_len: int = Field(gt=0, description="Tokens per training window (inputs; +1 for targets).")
-    batch_size: int = Field(gt=0, description="Windows per rank per step.")
+    batch_size: int = Field(gt=0, description="Windows per rank per micro-batch.")
+    grad_accum: int = Field(
+        default=1,
+        gt=0,
+        description="Micro-batches per optimizer step (gradient accumulation); the global "
+        "batch is world_size * grad_accum * batch_size windows.",
+    )
+    objective: str = Field(
+        default="causal_lm",
+        description=f"Loss this stage optimises, one of {sorted(OBJECTIVES)}.",
+    )
+    init_from: Path | None = Field(
+        default=None,
+        description="Checkpoint directory of another run (it holds trainer_state.json; "
+        "relative to the working directory): the stage starts from its weights, and from "
+        "its AdamW state unless reset_optimizer.",
+    )
     lr: float | None = Field(
         default=None,
         gt=0,
@@ -63,6 +95,16 @@ class StageSpec(BaseModel):
     def _check(self) -> StageSpec:
         if not _NAME.match(self.name):
             raise ValueError(f"stage name {self.name!r} must be a plain file name")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(
+                f"stage {self.name!r}: unknown objective {self.objective!r}; "
+                f"known: {sorted(OBJECTIVES)}"
+            )
+        if self.init_from is not None and not (self.init_from / TRAINER_STATE).is_file():
+            raise ValueError(
+                f"stage {self.name!r}: init_from {str(self.init_from)!r} is not a complete "
+                f"checkpoint directory (no {TRAINER_STATE})"
+            )
         if self.warmup_steps + round(self.decay_fraction * self.steps) > self.steps:
             raise ValueError(
                 f"stage {self.name!r}: warmup_steps + decay steps exceed steps={self.steps}"
@@ -73,7 +115,7 @@ class StageSpec(BaseModel):
 class TrainPlan(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: ModelSpec = Field(description="Architecture (vocab size comes from the manifest).")
+    model: ModelSpec = Field(description="Architecture (vocab size comes from the manifest). `{preset: NAME, ...overrides}` starts from a preset of training/model/presets.py (tiny, demo, 1b, xgen-small-4b, xgen-small-9b).")
     seed: int = Field(default=0, description="Seeds model init and the loaders.")
     dtype: Literal["float32", "bfloat16"] = Field(
         default="float32", description="Compute dtype of parameters in forward/backward."
@@ -81,7 +123,23 @@ class TrainPlan(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="auto: CUDA when available (nccl), else CPU (gloo)."
     )
+    activation_checkpointing: bool = Field(
+        default=False,
+        description="Recompute each transformer block's activations in backward: less "
+        "memory for about a third more compute.",
+    )
+    max_nan_skips: int = Field(
+        default=10,
+        ge=0,
+        description="Steps with a non-finite loss or gradient norm are skipped (no update) "
+        "and counted; one more than this stops the run.",
+    )
     stages: list[StageSpec] = Field(min_length=1, description="Stages, trained in order.")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _expand_preset(cls, v: object) -> object:
+        return expand_preset(v)
 
     @model_validator(mode="after")
     def _check(self) -> TrainPlan:

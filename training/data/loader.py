@@ -1,16 +1,20 @@
 """Resumable, rank-sharded stream of packed windows over a stage's shards.
 
 All ranks walk the same global token stream (shards in manifest order, documents in
-row order; the mixture step already shuffled them globally). A step consumes
-`world * batch_size` consecutive windows; rank r takes windows [r*B, (r+1)*B). So the
-stream a step consumes depends on the global batch only, not on the world size, and the
-state, a pointer into the stream, is the same on every rank:
+row order; the mixture step already shuffled them globally). An optimizer step consumes
+`world * grad_accum * batch_size` consecutive windows, as `grad_accum` micro-batches of
+`world * batch_size` windows each; in micro-batch m, rank r takes windows
+[r*B, (r+1)*B) of it. So the windows a step consumes depend on the global batch only,
+not on how it is split between ranks and accumulation (1 rank x 2 micro-batches reads
+what 2 ranks x 1 micro-batch read), and the state, a pointer into the stream, is the
+same on every rank:
 
     (epoch, shard position, row, token offset) + the rng that orders the next epoch's shards
 
-Saving and restoring that state reproduces the exact token stream. Should a stage ask
-for more tokens than its shards hold, the stream wraps into a new epoch whose shard
-order is drawn from the seeded rng (logged: it repeats data beyond the mixture's plan).
+Saving and restoring that state between steps reproduces the exact token stream. Should
+a stage ask for more tokens than its shards hold, the stream wraps into a new epoch
+whose shard order is drawn from the seeded rng (logged: it repeats data beyond the
+mixture's plan).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class PackedLoader:
         batch_size: int,
         rank: int = 0,
         world_size: int = 1,
+        grad_accum: int = 1,
         seed: int = 0,
         vocab_size: int | None = None,
         name: str = "stage",
@@ -56,9 +61,11 @@ class PackedLoader:
             raise ValueError(f"{name}: stage has no shards")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
+        if grad_accum < 1:
+            raise ValueError(f"grad_accum must be >= 1, got {grad_accum}")
         self.shards, self.name = shards, name
         self.seq_len, self.batch_size = seq_len, batch_size
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.grad_accum = rank, world_size, grad_accum
         self.vocab_size = vocab_size
         self.window = seq_len + 1
         self._rng = np.random.Generator(np.random.PCG64(seed))
@@ -114,8 +121,12 @@ class PackedLoader:
             if begin + self._offset >= end:
                 self._row, self._offset = self._row + 1, 0
 
+    def next_batches(self) -> list[PackedBatch]:
+        """This rank's `grad_accum` micro-batches of the next optimizer step."""
+        return [self.next_batch() for _ in range(self.grad_accum)]
+
     def next_batch(self) -> PackedBatch:
-        """This rank's (batch_size, seq_len) slice of the next global batch."""
+        """This rank's (batch_size, seq_len) slice of the next `world * batch_size` windows."""
         span = self.batch_size * self.window
         self._advance(self.rank * span, None)
         pieces: list[tuple[np.ndarray, int]] = []
@@ -141,8 +152,12 @@ class PackedLoader:
             "rng": copy.deepcopy(self._rng.bit_generator.state),
             "tokens_consumed": self._tokens_consumed,
             "num_shards": self.shards.num_shards,
-            "global_batch_tokens": self.world_size * self.batch_size * self.window,
+            "global_batch_tokens": self._global_batch_tokens(),
         }
+
+    def _global_batch_tokens(self) -> int:
+        """Stream tokens per optimizer step (with grad_accum 1, what older states recorded)."""
+        return self.world_size * self.grad_accum * self.batch_size * self.window
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["num_shards"] != self.shards.num_shards:
@@ -150,11 +165,12 @@ class PackedLoader:
                 f"{self.name}: saved loader state is for {state['num_shards']} shards, "
                 f"stage has {self.shards.num_shards}"
             )
-        global_tokens = self.world_size * self.batch_size * self.window
+        global_tokens = self._global_batch_tokens()
         if state["global_batch_tokens"] != global_tokens:
             raise LoaderStateError(
                 f"{self.name}: saved global batch is {state['global_batch_tokens']} tokens, "
-                f"now {global_tokens} (world_size * batch_size * (seq_len + 1) must match)"
+                f"now {global_tokens} "
+                "(world_size * grad_accum * batch_size * (seq_len + 1) must match)"
             )
         self._epoch = int(state["epoch"])
         self._order = [int(i) for i in state["shard_order"]]

@@ -1,15 +1,18 @@
 """Turn a run of stream tokens into packed training windows.
 
 A window is `seq_len + 1` consecutive stream tokens: inputs are the first `seq_len`,
-targets the last `seq_len`. Documents are packed back to back across boundaries; the
-per-token `segment_ids` (which document inside the window) and `position_ids` (offset
-since that document's start inside the window) let attention stay inside a document and
-restart RoPE positions at each boundary.
+labels the last `seq_len` (the next token at each position). Documents are packed back
+to back across boundaries; the per-token `segment_ids` (which document inside the
+window) and `position_ids` (offset since that document's start inside the window) let
+attention stay inside a document and restart RoPE positions at each boundary.
+
+In pre-training every label is a real next token, so none holds the objectives'
+`IGNORE_INDEX`; a batch type that masks positions (SFT prompts) writes it into `labels`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -18,15 +21,23 @@ import torch
 @dataclass(frozen=True)
 class PackedBatch:
     inputs: torch.Tensor  # (B, T) int64
-    targets: torch.Tensor  # (B, T) int64
+    labels: torch.Tensor  # (B, T) int64, next token; IGNORE_INDEX where no loss is wanted
     position_ids: torch.Tensor  # (B, T) int64, restart at 0 for each document
     segment_ids: torch.Tensor  # (B, T) int64, 0, 1, ... per document inside the row
 
+    @property
+    def targets(self) -> torch.Tensor:
+        """The next tokens; the same tensor as `labels` for packed pre-training windows."""
+        return self.labels
+
     def to(self, device: torch.device) -> PackedBatch:
-        return PackedBatch(*(t.to(device, non_blocking=True) for t in self.astuple()))
+        return PackedBatch(**{k: t.to(device, non_blocking=True) for k, t in self.items()})
+
+    def items(self) -> list[tuple[str, torch.Tensor]]:
+        return [(f.name, getattr(self, f.name)) for f in fields(self)]
 
     def astuple(self) -> tuple[torch.Tensor, ...]:
-        return (self.inputs, self.targets, self.position_ids, self.segment_ids)
+        return tuple(t for _, t in self.items())
 
 
 def pack_windows(tokens: np.ndarray, doc_start: np.ndarray, seq_len: int) -> PackedBatch:
@@ -43,7 +54,7 @@ def pack_windows(tokens: np.ndarray, doc_start: np.ndarray, seq_len: int) -> Pac
     position_ids = idx - segment_start
     return PackedBatch(
         inputs=torch.from_numpy(np.ascontiguousarray(rows[:, :-1])),
-        targets=torch.from_numpy(np.ascontiguousarray(rows[:, 1:])),
+        labels=torch.from_numpy(np.ascontiguousarray(rows[:, 1:])),
         position_ids=torch.from_numpy(np.ascontiguousarray(position_ids)),
         segment_ids=torch.from_numpy(np.ascontiguousarray(segment_ids)),
     )

@@ -1,5 +1,12 @@
 """Distributed setup: process group, explicit device mesh, FSDP2 per block."""
 
+from training.parallel.activation_checkpointing import apply_activation_checkpointing
 from training.parallel.fsdp2 import DistEnv, init_distributed, shard_model, shutdown
 
-__all__ = ["DistEnv", "init_distributed", "shard_model", "shutdown"]
+__all__ = [
+    "DistEnv",
+    "apply_activation_checkpointing",
+    "init_distributed",
+    "shard_model",
+    "shutdown",
+]

@@ -4,6 +4,10 @@ gloo on CPU, nccl on CUDA; the mesh is always built explicitly with
 `init_device_mesh(device_type, (world,))` (FSDP2 on CPU needs it). Each transformer
 block is its own FSDP unit (parameters all-gathered just before the block runs and
 freed after), then the root wraps the embeddings, final norm and head.
+
+Gradients are summed over ranks, not averaged: the objective's loss is already divided
+by the global count of valid targets (`training/train_step.py`), so a sum gives the
+global mean whatever the world size.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +75,7 @@ def _free_port() -> int:
 
 
 def shard_model(model: nn.Module, mesh: DeviceMesh, param_dtype: torch.dtype) -> nn.Module:
-    """fully_shard every block, then the root. Gradients are reduced in fp32."""
+    """fully_shard every block, then the root. Gradients are summed in fp32."""
     mp = MixedPrecisionPolicy(
         param_dtype=None if param_dtype == torch.float32 else param_dtype,
         reduce_dtype=torch.float32,
@@ -81,6 +85,10 @@ def shard_model(model: nn.Module, mesh: DeviceMesh, param_dtype: torch.dtype) ->
         # The last block's params are needed again at once by the root's backward: keep them.
         fully_shard(block, mesh=mesh, mp_policy=mp, reshard_after_forward=i < len(blocks) - 1)
     fully_shard(model, mesh=mesh, mp_policy=mp)
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.set_gradient_divide_factor(1.0)
+            module.set_force_sum_reduction_for_comms(True)  # plain SUM: gloo has no PREMUL_SUM
     return model
 
 

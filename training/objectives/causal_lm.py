@@ -1,0 +1,29 @@
+"""Causal-LM pre-training: next-token cross entropy over every valid target."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.objectives.base import IGNORE_INDEX, Objective
+
+if TYPE_CHECKING:
+    from training.data.packing import PackedBatch
+
+
+class CausalLM(Objective):
+    name: ClassVar[str] = "causal_lm"
+    batch_schema: ClassVar[tuple[str, ...]] = ("inputs", "labels", "position_ids", "segment_ids")
+
+    def loss(self, model: nn.Module, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(batch.inputs, batch.position_ids, batch.segment_ids)
+        loss_sum = F.cross_entropy(
+            logits.flatten(0, 1).float(),
+            batch.labels.flatten(),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+        return loss_sum, self.n_valid(batch)
