@@ -1,34 +1,53 @@
-"""Grouped-query attention with document masking.
+"""Grouped-query attention with document masking in memory linear in the window length.
 
-Two backends compute the same thing, causal attention that never crosses a document
-boundary inside a packed window:
-- `sdpa`: `scaled_dot_product_attention` with a block-diagonal causal boolean mask (CPU, any GPU);
-- `flash_varlen`: flash-attn's varlen kernel over `cu_seqlens` (CUDA only, when `flash_attn`
-  imports); no (T x T) mask is ever materialised, which is what makes long windows affordable.
+Packed rows hold several documents; attention is causal and never crosses a document
+boundary. The backends (kernels in `attention_backends.py`) compute the same thing:
+- `doc_blocks` (CPU default, any device): causal SDPA per group of equal-length documents;
+  no mask is built, memory grows linearly with T;
+- `flash_varlen` (CUDA default for bf16/fp16): flash-attn's varlen kernel over `cu_seqlens`;
+- `flex`: compiled `flex_attention` with a document-causal `BlockMask` (opt-in: on CPU
+  torch 2.13 compiles its forward only, with no backward, and each new shape compiles);
+- `sdpa`: SDPA with a dense (B, 1, T, T) mask, quadratic; the reference in tests only.
+
+Without `segment_ids` every row is one document and every backend runs the same plain
+causal SDPA call (the fused kernel is linear in memory too), so that path stays exact.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from training.model import attention_backends as kernels
 from training.model.rope import apply_rope
 
-Backend = Literal["auto", "sdpa", "flash_varlen"]
+Backend = Literal["auto", "doc_blocks", "flex", "flash_varlen", "sdpa"]
+Resolved = Literal["doc_blocks", "flex", "flash_varlen", "sdpa"]
 
 
-def resolve_backend(requested: Backend, device: torch.device) -> Literal["sdpa", "flash_varlen"]:
-    """`auto` picks flash-attn varlen only where it can run: CUDA present and the package installed."""
+def resolve_backend(requested: Backend, device: torch.device, dtype: torch.dtype) -> Resolved:
+    """`auto` takes flash-attn varlen only where it runs (CUDA, package, bf16/fp16), else doc_blocks.
+
+    `dtype` is the dtype attention computes in; flash-attn rejects fp32, so asking for
+    flash_varlen in fp32 is an error here rather than deep inside the kernel.
+    """
     has_flash = device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None
-    if requested == "flash_varlen" and not has_flash:
-        raise ValueError("attention backend 'flash_varlen' needs CUDA and the flash_attn package")
+    if requested == "flash_varlen":
+        if not has_flash:
+            raise ValueError(
+                "attention backend 'flash_varlen' needs CUDA and the flash_attn package"
+            )
+        if dtype not in kernels.HALF_DTYPES:
+            raise ValueError(
+                f"attention backend 'flash_varlen' runs in bfloat16/float16 only, not {dtype}; "
+                "use attn_backend 'auto' or 'doc_blocks', or train in bfloat16"
+            )
     if requested == "auto":
-        return "flash_varlen" if has_flash else "sdpa"
+        return "flash_varlen" if has_flash and dtype in kernels.HALF_DTYPES else "doc_blocks"
     return requested
 
 
@@ -36,67 +55,60 @@ def resolve_backend(requested: Backend, device: torch.device) -> Literal["sdpa",
 class AttentionLayout:
     """Per-batch masking data, built once per forward and shared by every layer."""
 
-    backend: Literal["sdpa", "flash_varlen"]
-    sdpa_mask: torch.Tensor | None = None  # (B, 1, T, T) bool, True = may attend
-    cu_seqlens: torch.Tensor | None = None  # (n_docs + 1,) int32 over the flattened batch
+    backend: Resolved
+    sdpa_mask: torch.Tensor | None = None  # sdpa: (B, 1, T, T) bool, True = may attend
+    cu_seqlens: torch.Tensor | None = None  # flash_varlen: (n_docs + 1,) int32, flattened batch
     max_seqlen: int = 0
+    doc_perm: torch.Tensor | None = None  # doc_blocks: gather order, equal-length docs adjacent
+    doc_inv: torch.Tensor | None = None  # doc_blocks: inverse of doc_perm
+    doc_groups: tuple[tuple[int, int], ...] = ()  # doc_blocks: (length, count) in perm order
+    block_mask: Any = None  # flex: torch.nn.attention.flex_attention.BlockMask
 
 
-def build_layout(
-    segment_ids: torch.Tensor | None, backend: Literal["sdpa", "flash_varlen"]
-) -> AttentionLayout:
+def build_layout(segment_ids: torch.Tensor | None, backend: Resolved) -> AttentionLayout:
     """From per-token document ids (B, T) to the backend's masking structure.
 
     `segment_ids=None` means one document per row (plain causal attention).
     """
     if segment_ids is None:
-        if backend == "flash_varlen":
-            raise ValueError("flash_varlen needs segment_ids")
         return AttentionLayout(backend=backend)
-    bsz, seqlen = segment_ids.shape
+    if backend == "flash_varlen":
+        return _varlen_layout(segment_ids)
+    if backend == "flex":
+        return AttentionLayout(backend=backend, block_mask=kernels.flex_block_mask(segment_ids))
     if backend == "sdpa":
-        same_doc = segment_ids.unsqueeze(2) == segment_ids.unsqueeze(1)
-        causal = torch.ones(seqlen, seqlen, dtype=torch.bool, device=segment_ids.device).tril()
-        return AttentionLayout(backend=backend, sdpa_mask=(same_doc & causal).unsqueeze(1))
-    # A document starts at every row start and wherever the segment id changes.
-    starts = torch.ones_like(segment_ids, dtype=torch.bool)
-    starts[:, 1:] = segment_ids[:, 1:] != segment_ids[:, :-1]
-    start_idx = starts.flatten().nonzero().flatten()
-    total = torch.tensor([bsz * seqlen], device=segment_ids.device)
-    bounds = torch.cat([start_idx, total]).to(torch.int32)
-    max_seqlen = int((bounds[1:] - bounds[:-1]).max().item())
-    return AttentionLayout(backend=backend, cu_seqlens=bounds, max_seqlen=max_seqlen)
+        return AttentionLayout(backend=backend, sdpa_mask=kernels.dense_mask(segment_ids))
+    perm, inv, groups = kernels.doc_groups(segment_ids)
+    if len(groups) == 1 and groups[0][0] == segment_ids.shape[1]:
+        return AttentionLayout(backend=backend)  # one document per row: plain causal
+    return AttentionLayout(backend=backend, doc_perm=perm, doc_inv=inv, doc_groups=groups)
+
+
+def _varlen_layout(segment_ids: torch.Tensor) -> AttentionLayout:
+    """cu_seqlens: a boundary at every document start and every row start."""
+    doc = kernels.document_index(segment_ids).flatten()
+    lengths = torch.bincount(doc)
+    bounds = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)]).to(torch.int32)
+    return AttentionLayout(
+        backend="flash_varlen", cu_seqlens=bounds, max_seqlen=int(lengths.max().item())
+    )
 
 
 def attend(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: AttentionLayout
 ) -> torch.Tensor:
     """q (B, T, H, D), k/v (B, T, Hkv, D) -> (B, T, H, D)."""
-    if layout.backend == "flash_varlen":
-        from flash_attn import flash_attn_varlen_func  # optional dependency, CUDA only
-
-        bsz, seqlen = q.shape[:2]
-        out = flash_attn_varlen_func(
-            q.flatten(0, 1),
-            k.flatten(0, 1),
-            v.flatten(0, 1),
-            layout.cu_seqlens,
-            layout.cu_seqlens,
-            layout.max_seqlen,
-            layout.max_seqlen,
-            causal=True,
+    if layout.cu_seqlens is not None:
+        return kernels.flash_varlen_attention(q, k, v, layout.cu_seqlens, layout.max_seqlen)
+    if layout.block_mask is not None:
+        return kernels.flex_document_attention(q, k, v, layout.block_mask)
+    if layout.sdpa_mask is not None:
+        return kernels.dense_mask_attention(q, k, v, layout.sdpa_mask)
+    if layout.doc_perm is not None:
+        return kernels.doc_blocks_attention(
+            q, k, v, layout.doc_perm, layout.doc_inv, layout.doc_groups
         )
-        return out.unflatten(0, (bsz, seqlen))
-    groups = q.shape[2] // k.shape[2]
-    if groups > 1:  # expand kv heads to query heads (GQA)
-        k = k.repeat_interleave(groups, dim=2)
-        v = v.repeat_interleave(groups, dim=2)
-    q, k, v = (t.transpose(1, 2) for t in (q, k, v))
-    if layout.sdpa_mask is None:
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    else:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=layout.sdpa_mask)
-    return out.transpose(1, 2)
+    return kernels.causal_attention(q, k, v)
 
 
 class Attention(nn.Module):

@@ -22,10 +22,13 @@ class ModelSpec(BaseModel):
     norm_eps: float = Field(default=1e-5, gt=0, description="RMSNorm epsilon.")
     rope_theta: float = Field(default=10_000.0, gt=0, description="RoPE base frequency.")
     max_seq_len: int = Field(gt=0, description="Longest window any stage may train on.")
-    attn_backend: Literal["auto", "sdpa", "flash_varlen"] = Field(
+    attn_backend: Literal["auto", "doc_blocks", "flex", "flash_varlen", "sdpa"] = Field(
         default="auto",
-        description="auto: flash-attn varlen when CUDA and flash_attn are present, else SDPA "
-        "with a block-diagonal causal mask.",
+        description="Document-masked attention. auto: flash_varlen on CUDA with flash_attn in "
+        "bf16/fp16, else doc_blocks. doc_blocks: causal SDPA per document, linear memory. "
+        "flex: compiled flex_attention with a document BlockMask (slow first compile). "
+        "flash_varlen: flash-attn varlen, CUDA and bf16/fp16 only. sdpa: dense T x T mask, "
+        "quadratic memory, a test reference.",
     )
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.model.attention import Attention, build_layout, resolve_backend
+from training.model.attention_backends import positions_from_segments
 from training.model.config import ModelConfig
 from training.model.norms import RMSNorm
 from training.model.rope import rope_angles
@@ -78,15 +79,24 @@ class Transformer(nn.Module):
             raise ValueError(
                 f"sequence length {seqlen} exceeds model.max_seq_len={self.cfg.max_seq_len}"
             )
-        if position_ids is None:
+        if position_ids is None and segment_ids is not None:
+            position_ids = positions_from_segments(segment_ids)  # restart per document
+        elif position_ids is None:
             position_ids = torch.arange(seqlen, device=tokens.device).expand(bsz, seqlen)
-        backend = resolve_backend(self.cfg.attn_backend, tokens.device)
+        h = self.tok_embeddings(tokens)
+        backend = resolve_backend(self.cfg.attn_backend, tokens.device, _compute_dtype(h))
         layout = build_layout(segment_ids, backend)
         cos, sin = rope_angles(position_ids, self.cfg.head_dim, self.rope_theta)
-        h = self.tok_embeddings(tokens)
         for block in self.blocks:
             h = block(h, cos, sin, layout)
         return self.output(self.norm(h)).float()
+
+
+def _compute_dtype(h: torch.Tensor) -> torch.dtype:
+    """The dtype attention will see: autocast's if active, else the activations' (FSDP2 casts)."""
+    if torch.is_autocast_enabled(h.device.type):
+        return torch.get_autocast_dtype(h.device.type)
+    return h.dtype
 
 
 def cross_entropy_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
