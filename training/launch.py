@@ -64,16 +64,23 @@ def run_torchrun(
             module,
             *args,
         ]
+        marks = Path(error_dir) / "rank-marks"
+        marks.mkdir()
         env = {
             **os.environ,
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
             "PYTHONUNBUFFERED": "1",
+            "SHARPEN_RANK_MARKS": str(marks),
         }
         log.info("launching %d ranks; full log: %s", nproc, log_path)
         log.debug("command: %s", " ".join(cmd))
         code, start = _run_logged(cmd, env, log_path, verbose=verbose, timeout_s=timeout_s)
         if code != 0:
-            killed = killed_ranks(_read_from(log_path, start))
+            text = _read_from(log_path, start)
+            # torchrun's failure report names a killed rank; without a report (torchrun
+            # itself died first) the ranks' own marks do
+            killed = killed_ranks(text) if _REPORTED.search(text) else silent_ranks(
+                Path(error_dir))
             cause = killed[0] if killed else root_cause(Path(error_dir))
             cause = cause or f"torchrun exited with code {code}"
             where = f" (full log: {log_path})"
@@ -178,6 +185,21 @@ def killed_ranks(log_text: str) -> list[str]:
             if cause not in causes:
                 causes.append(cause)
     return causes
+
+
+def silent_ranks(error_dir: Path) -> list[str]:
+    """Ranks that started but neither ended nor wrote an error file: killed by a signal.
+
+    Torchrun's own failure report names such a rank (`killed_ranks`), but torchrun can
+    die before printing it (it reads the other ranks' error files while they are being
+    written); the ranks' marks (`training/pretrain.py`) still tell.
+    """
+    marks = error_dir / "rank-marks"
+    errored = {p.parent.name for p in error_dir.rglob("error.json")}
+    started = sorted(int(p.stem) for p in marks.glob("*.started")) if marks.is_dir() else []
+    return [f"rank {r} failed: killed by a signal without an error report (e.g. SIGKILL, "
+            f"the OOM killer)" for r in started
+            if not (marks / f"{r}.ended").exists() and str(r) not in errored]
 
 
 def _read_from(path: Path, offset: int, limit: int = 200_000) -> str:

@@ -59,6 +59,7 @@ def parse_stop_after(value: str | None, plan: TrainPlan) -> tuple[str, int] | No
 
 @record  # a failing rank writes its exception where the launcher finds the root cause
 def main(argv: list[str] | None = None) -> int:
+    _mark_rank("started")  # a rank with this mark but no error file nor "ended" was killed
     args = parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -75,7 +76,17 @@ def main(argv: list[str] | None = None) -> int:
         train(plan, args.data, args.output, env, resume=args.resume, stop_after=stop_after)
     finally:
         shutdown()
+    _mark_rank("ended")
     return 0
+
+
+def _mark_rank(state: str) -> None:
+    """Touch `<SHARPEN_RANK_MARKS>/<rank>.<state>` (set by training/launch.py): lets the
+    launcher name a rank that died without a word (SIGKILL, the OOM killer) even when
+    torchrun itself fails before printing its failure report."""
+    marks = os.environ.get("SHARPEN_RANK_MARKS")
+    if marks:
+        Path(marks, f"{os.environ.get('RANK', '0')}.{state}").touch()
 
 
 if __name__ == "__main__":
