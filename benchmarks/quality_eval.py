@@ -24,6 +24,7 @@ import gzip
 import hashlib
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +33,7 @@ import pyarrow as pa
 
 from benchmarks.baselines.old_heuristic_score import heuristic_quality as old_heuristic
 from curation.config import CurationConfig
+from curation.outputs import cutoffs_from_counts
 from curation.quality.bundled_models import ensure_models, with_models
 from curation.quality.fasttext_metrics import roc_auc
 from curation.scorers import registry
@@ -63,11 +65,8 @@ def annotate(cfg: CurationConfig, docs: list[dict], batch: int = 256) -> list[di
 
 
 def cutoffs(scores: list[float], buckets: int = BUCKETS) -> list[float]:
-    """The pipeline's rule (curation/outputs.py): cut i = smallest score with at least
-    i/buckets of the documents at or below it."""
-    values = sorted(round(s, 6) for s in scores)
-    n = len(values)
-    return [values[max(int(np.ceil(i * n / buckets)) - 1, 0)] for i in range(1, buckets)]
+    """The pipeline's own rule (`curation.outputs.cutoffs_from_counts`) on these scores."""
+    return cutoffs_from_counts(list(Counter(round(s, 6) for s in scores).items()), buckets)
 
 
 def bucket_of(score: float, cuts: list[float]) -> int:

@@ -30,10 +30,15 @@ def quality_cutoffs(keepers: DataFrame, buckets: int) -> list[float]:
     q = F.round(F.col("quality_score"), 6).alias("q")
     counts = [(float(r["q"]), int(r["count"])) for r in
               keepers.where(F.col("quality_score").isNotNull()).groupBy(q).count().collect()]
-    counts.sort()
+    return cutoffs_from_counts(counts, buckets)
+
+
+def cutoffs_from_counts(counts: list[tuple[float, int]], buckets: int) -> list[float]:
+    """The rule of `quality_cutoffs` on (score, count) pairs: cut i is the smallest score
+    with at least i/buckets of the documents at or below it."""
     total = sum(n for _, n in counts)
     cutoffs, seen, i = [], 0, 1
-    for value, n in counts:
+    for value, n in sorted(counts):
         seen += n
         while i < buckets and seen * buckets >= i * total:
             cutoffs.append(value)

@@ -33,9 +33,8 @@ from curation.io.output_checks import check_output
 from curation.io.output_lock import OutputLock
 from curation.io.reader import InputFiles, list_input_files, parquet_row_counts, read_documents
 from curation.outputs import write_outputs
-from curation.quality.model_dir import read_model_dir
 from curation.scorers.lang_id import RULE as LANG_RULE
-from curation.scorers.model_shipping import model_paths, ship_models
+from curation.scorers.model_shipping import configured_models, ship_models
 from curation.scorers.registry import build_scorers
 from curation.stage_store import StageStore
 from curation.stats import build_stats
@@ -71,8 +70,7 @@ class CurationJob:
     def _fingerprint(self) -> str:
         sig = [list(f) for f in self.files.all]
         # a retrained model at the same path must not reuse stages scored by the old one
-        models = {f"{sec}.{f}": read_model_dir(p, "", verify=False, check_kind=False).sha256
-                  for (sec, f), p in sorted(model_paths(self.cfg).items())}
+        models = {f: md.sha256 for f, (_, md) in configured_models(self.cfg).items()}
         blob = json.dumps([code_version(), self.mode, self.cfg.model_dump(mode="json"), sig,
                            models])
         return hashlib.sha256(blob.encode()).hexdigest()[:24]

@@ -11,8 +11,7 @@ import platform
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from curation.quality.model_dir import read_model_dir
-from curation.scorers.model_shipping import model_paths
+from curation.scorers.model_shipping import configured_models
 from curation.spark_session import driver_max_heap_mb
 
 
@@ -76,12 +75,10 @@ def build_stats(job, validated: DataFrame, files: dict[str, dict], annotated: Da
                            "docs_by_eval_set": {k: hits.get(k, 0)
                                                 for k in sorted(job.cfg.decontamination.eval_sets)}}
     models = {}
-    for (sec, field), path in sorted(model_paths(job.cfg).items()):
-        prov = read_model_dir(path, "", verify=False, field=f"{sec}.{field}",
-                              check_kind=False).provenance
-        models[f"{sec}.{field}"] = {"path": path, "kind": prov.get("kind"),
-                                    "sha256": prov.get("sha256"),
-                                    "heldout_metrics": prov.get("metrics") or _ppl_metrics(prov)}
+    for field, (path, md) in configured_models(job.cfg).items():
+        prov = md.provenance
+        models[field] = {"path": path, "kind": prov.get("kind"), "sha256": prov.get("sha256"),
+                         "heldout_metrics": prov.get("metrics") or _ppl_metrics(prov)}
     by_lang = _counts(annotated, "lang") if job.cfg.language.model else {}
     lsh = job.lsh
     return {

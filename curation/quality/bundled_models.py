@@ -39,16 +39,22 @@ def _trainer(name: str) -> tuple[Callable, Callable]:
     return DomainTrainConfig.load, train_domain
 
 
+_LIST_KEYS = ("positive", "negative", "reference", "data")  # input patterns of the recipes
+
+
+def _patterns(cfg) -> list[str]:
+    """Every input path or glob a training config reads."""
+    return [p for key in _LIST_KEYS for p in (getattr(cfg, key, None) or [])] + [
+        p for ps in (getattr(cfg, "data_by_label", None) or {}).values() for p in ps]
+
+
 def _digest(recipe: Path, cfg) -> str:
-    """Recipe bytes + every input file's path and bytes (relative to the repository)."""
+    """Recipe bytes + every input file's path and bytes (relative to the repository);
+    `cfg` has absolute paths (`_absolute`)."""
     from curation.quality.reference_sets import expand
 
     h = hashlib.sha256(recipe.read_bytes())
-    patterns = [p for key in ("positive", "negative", "reference", "data")
-                for p in (getattr(cfg, key, None) or [])]
-    patterns += [p for ps in (getattr(cfg, "data_by_label", None) or {}).values() for p in ps]
-    for f in expand([str(ROOT / p) if not Path(p).is_absolute() else p for p in patterns],
-                    recipe.name):
+    for f in expand(_patterns(cfg), recipe.name):
         h.update(str(f.relative_to(ROOT) if f.is_relative_to(ROOT) else f).encode())
         h.update(hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()
@@ -56,15 +62,13 @@ def _digest(recipe: Path, cfg) -> str:
 
 def _absolute(cfg):
     """Recipe paths are relative to the repository root, whatever the working directory."""
-    update = {}
-    for key in ("positive", "negative", "reference", "data"):
-        value = getattr(cfg, key, None)
-        if value:
-            update[key] = [p if Path(p).is_absolute() else str(ROOT / p) for p in value]
-    by_label = getattr(cfg, "data_by_label", None)
-    if by_label:
-        update["data_by_label"] = {k: [p if Path(p).is_absolute() else str(ROOT / p) for p in v]
-                                   for k, v in by_label.items()}
+    def absolute(ps: list[str]) -> list[str]:
+        return [str(ROOT / p) if not Path(p).is_absolute() else p for p in ps]
+
+    update: dict = {key: absolute(getattr(cfg, key)) for key in _LIST_KEYS
+                    if getattr(cfg, key, None)}
+    if getattr(cfg, "data_by_label", None):
+        update["data_by_label"] = {k: absolute(v) for k, v in cfg.data_by_label.items()}
     return cfg.model_copy(update=update)
 
 

@@ -80,9 +80,10 @@ def write_model_dir(output: str | Path, model_name: str, kind: str,
     return read_model_dir(out, kind, verify=False)
 
 
-def read_model_dir(path: str | Path, kind: str, verify: bool = True,
-                   field: str = "model", check_kind: bool = True) -> ModelDir:
-    """The model directory at `path`, checked. `field` names the config field in errors."""
+def read_model_dir(path: str | Path, kind: str | None, verify: bool = True,
+                   field: str = "model") -> ModelDir:
+    """The model directory at `path`, checked. `kind` None accepts any kind of model;
+    `field` names the config field in errors."""
     p = Path(path)
     if p.is_file() and p.name != PROVENANCE:  # a model file given directly: use its directory
         p = p.parent
@@ -95,7 +96,7 @@ def read_model_dir(path: str | Path, kind: str, verify: bool = True,
     try:
         prov = json.loads(prov_path.read_text(encoding="utf-8"))
         model_file = p / prov["model_file"]
-        if check_kind and prov.get("kind") != kind:
+        if kind is not None and prov.get("kind") != kind:
             raise ValueError(f"{field}: {p} holds a {prov.get('kind')!r} model, not {kind!r}")
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"{field}: {prov_path} is not a provenance file ({e})") from None

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from curation.config import CurationConfig
-from curation.quality.model_dir import read_model_dir
+from curation.quality.model_dir import ModelDir, read_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,13 @@ _PACKED: dict[str, str] = {}  # archive name -> local .tar (per driver process)
 def model_paths(cfg: CurationConfig) -> dict[tuple[str, str], str]:
     return {(sec, f): getattr(getattr(cfg, sec), f) for sec, f in MODEL_FIELDS
             if getattr(getattr(cfg, sec), f)}
+
+
+def configured_models(cfg: CurationConfig) -> dict[str, tuple[str, ModelDir]]:
+    """{"section.field": (configured path, its model directory)} of every model the
+    config names, read once (provenance only; the sha256 is checked by the scorers)."""
+    return {f"{sec}.{f}": (path, read_model_dir(path, None, verify=False, field=f"{sec}.{f}"))
+            for (sec, f), path in sorted(model_paths(cfg).items())}
 
 
 def _pack(model_dir: Path, name: str) -> str:
@@ -53,8 +60,7 @@ def ship_models(sc, cfg: CurationConfig) -> dict[str, str]:
     """addArchive every configured model directory; returns {configured path: archive
     name} of those shipped. One that cannot be shipped is logged and left to the path."""
     shipped = {}
-    for (sec, f), path in sorted(model_paths(cfg).items()):
-        md = read_model_dir(path, "", verify=False, field=f"{sec}.{f}", check_kind=False)
+    for field, (path, md) in configured_models(cfg).items():
         name = f"{md.path.name}-{md.sha256[:12]}.tar"
         try:
             tar = _pack(md.path, name)
@@ -64,8 +70,8 @@ def ship_models(sc, cfg: CurationConfig) -> dict[str, str]:
                 registered.add(name)
             shipped[path] = name
         except Exception as e:  # noqa: BLE001 - py4j wraps the JVM's refusal
-            log.warning("%s.%s: not shipped to executors (%s); using the path as is",
-                        sec, f, str(e).splitlines()[0][:200])
+            log.warning("%s: not shipped to executors (%s); using the path as is",
+                        field, str(e).splitlines()[0][:200])
     return shipped
 
 
