@@ -5,8 +5,12 @@ per shard, one row per document copy) and a ``manifest.json`` written last, so a
 without a manifest is by definition incomplete (`mixtures.stage_writer` builds a stage
 aside and renames it into place only when complete). Opening a stage always checks the
 manifest's totals and that every listed shard exists with the rows and tokens it states
-(cheap: the Arrow footer and list offsets, no data read); ``verify`` adds each shard's
-sha256, before a single token is trained on.
+(cheap: the Arrow footer and list offsets, no data read). Each shard's sha256 (and its
+per-domain token counts) is checked either up front (``verify=True``, for tools that
+validate a stage), or on first read (``verify="on_read"``, the trainer): a shard is hashed
+by one background thread when a reader first asks for it or prefetches it, and
+`StageShards.tokens` / `StageShards.rows` block until that shard is verified, so no token
+of an unverified shard is ever returned, yet no rank hashes a whole stage before step 1.
 
 Pure pyarrow + numpy: the trainer imports this module, so it must never pull in Spark.
 """
@@ -14,7 +18,10 @@ Pure pyarrow + numpy: the trainer imports this module, so it must never pull in 
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +43,7 @@ from mixtures.stage_writer import StageWriter, check_replaceable
 __all__ = [
     "FORMAT_VERSION",
     "MANIFEST_NAME",
+    "ON_READ",
     "SCHEMA",
     "ShardError",
     "StageShards",
@@ -46,26 +54,63 @@ __all__ = [
 ]
 
 
-class StageShards:
-    """Read side of a stage directory: manifest, memory-mapped shards, zero-copy token views."""
+ON_READ = "on_read"
+Verify = bool | Literal["on_read"]
 
-    def __init__(self, stage_dir: Path, manifest: dict) -> None:
+_hasher: tuple[int, ThreadPoolExecutor] | None = None  # (owning pid, executor)
+_hasher_lock = threading.Lock()
+
+
+def background_hasher() -> ThreadPoolExecutor:
+    """The process's one shard-hashing thread, shared by every stage. One worker is enough
+    (file reads and hashlib release the GIL, and hashing is far faster than training
+    consumes a shard) and keeps verification off the cores that feed the model. A forked
+    child gets its own (the parent's thread does not exist there)."""
+    global _hasher
+    with _hasher_lock:
+        if _hasher is None or _hasher[0] != os.getpid():
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-sha256")
+            _hasher = (os.getpid(), pool)
+        return _hasher[1]
+
+
+class StageShards:
+    """Read side of a stage directory: manifest, memory-mapped shards, zero-copy token views.
+
+    ``domains`` is the stage's domain list, sorted names from the manifest's
+    ``tokens_by_domain``, so every rank and every resume maps a domain to the same index.
+    Hash statistics (``hash_requests``: shards whose check was started, in order;
+    ``hashes_completed``: shard files hashed) let callers and tests see what was hashed.
+    """
+
+    def __init__(self, stage_dir: Path, manifest: dict, *, on_read: bool = False) -> None:
         self.stage_dir = stage_dir
         self.manifest_path = stage_dir / MANIFEST_NAME
         self.manifest = manifest
         self.num_shards = len(manifest["shards"])
         self.total_tokens = int(sum(s["tokens"] for s in manifest["shards"]))
         self.total_rows = int(sum(s["rows"] for s in manifest["shards"]))
+        self.domains: list[str] = sorted(str(d) for d in manifest["tokens_by_domain"])
+        self._domain_index = {d: i for i, d in enumerate(self.domains)}
+        self.verifies_on_read = on_read
+        self.hash_requests: list[int] = []
+        self.hashes_completed = 0
+        self._checks: dict[int, Future[None]] = {}
+        self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, stage_dir: str | os.PathLike[str], verify: bool = True) -> StageShards:
+    def open(cls, stage_dir: str | os.PathLike[str], verify: Verify = True) -> StageShards:
         """Check the manifest's totals and every shard: always that it exists with the rows
-        and tokens listed (cheap), and with ``verify`` its sha256 and per-domain tokens."""
+        and tokens listed (cheap); ``verify=True`` adds each shard's sha256 and per-domain
+        tokens now, ``verify="on_read"`` the same checks in the background on first read."""
+        if verify not in (True, False, ON_READ):
+            raise ValueError(f"verify must be True, False or {ON_READ!r}, got {verify!r}")
         stage_dir = Path(stage_dir)
-        shards = cls(stage_dir, load_manifest(stage_dir / MANIFEST_NAME))
+        on_read = verify == ON_READ
+        shards = cls(stage_dir, load_manifest(stage_dir / MANIFEST_NAME), on_read=on_read)
         shards.check_tokenizer()
         for i in range(shards.num_shards):
-            if verify:
+            if verify and not on_read:
                 shards.verify_shard(i)
             else:
                 shards.check_shard(i)
@@ -116,10 +161,12 @@ class StageShards:
         if not path.is_file():
             raise ShardError(f"{path}: shard listed in {self.manifest_path} is missing")
         digest = file_sha256(path)
+        with self._lock:
+            self.hashes_completed += 1
         if digest != entry["sha256"]:
             raise ShardError(
-                f"{path}: checksum mismatch (sha256 {digest}, manifest says {entry['sha256']}); "
-                "the shard is corrupted or truncated"
+                f"{path}: checksum mismatch: sha256 is {digest}, {self.manifest_path} expects "
+                f"{entry['sha256']}; the shard is corrupted or truncated"
             )
         table = self.check_shard(i)
         if "tokens_by_domain" in entry:  # format_version >= 2
@@ -129,8 +176,41 @@ class StageShards:
                         f"{path}: {key} {counts}, {self.manifest_path} says {entry[key]}"
                     )
 
+    # ---- verification on first read (verify="on_read") -------------------------------
+    def prefetch(self, i: int) -> None:
+        """Start verifying shard i in the background, once; a no-op unless verifying on read."""
+        if not self.verifies_on_read:
+            return
+        self.shard_path(i)  # range check, in the caller's thread
+        with self._lock:
+            if i not in self._checks:
+                self._checks[i] = background_hasher().submit(self._verify_in_background, i)
+                self.hash_requests.append(i)
+
+    def wait_verified(self, i: int) -> None:
+        """Block until shard i's sha256 and counts are checked; raise if they do not match."""
+        if not self.verifies_on_read:
+            return
+        self.prefetch(i)
+        error = self._checks[i].exception()
+        if isinstance(error, ShardError):
+            raise ShardError(str(error)) from error  # a fresh error each time it is asked
+        if error is not None:
+            raise error
+
+    def _verify_in_background(self, i: int) -> None:
+        try:
+            self.verify_shard(i)
+        except OSError as e:  # e.g. the file vanished or became unreadable after open()
+            raise ShardError(f"{self.shard_path(i)}: cannot read it to verify it: {e}") from e
+
+    # ---- reading --------------------------------------------------------------------
     def shard(self, i: int) -> pa.Table:
-        """Shard i as a Table backed by a memory map (no read into process memory)."""
+        """Shard i as a Table backed by a memory map (no read into process memory).
+
+        Raw access: never waits for verification (the background check itself reads
+        through here); readers of token data use `tokens`, `rows` or `iter_tables`.
+        """
         path = self.shard_path(i)
         try:
             source = pa.memory_map(str(path), "r")
@@ -142,25 +222,60 @@ class StageShards:
         return table
 
     def tokens(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """(uint32 token values, int64 document offsets) of shard i.
+        """(uint32 token values, int64 document offsets) of shard i, once it is verified.
 
         Values are a zero-copy view of the memory map; offsets (8 bytes per document)
         are widened from Arrow's int32 and rebased so ``offsets[0] == 0``.
         """
-        column = self.shard(i).column("tokens")
-        arr = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-        offsets32 = np.frombuffer(arr.buffers()[1], dtype=np.int32)
-        offsets32 = offsets32[arr.offset : arr.offset + len(arr) + 1]
-        base = int(offsets32[0]) if len(offsets32) else 0
-        offsets = offsets32.astype(np.int64) - base
-        child = arr.values
-        values = np.frombuffer(child.buffers()[1], dtype=np.uint32)
-        values = values[
-            child.offset + base : child.offset + base + int(offsets[-1] if len(offsets) else 0)
-        ]
-        return values, offsets
+        self.wait_verified(i)
+        return _token_arrays(self.shard(i).column("tokens"))
+
+    def rows(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`tokens(i)` plus each row's domain as an int64 index into ``self.domains``.
+
+        Shards dictionary-encode the domain each with its own dictionary; this maps them
+        onto the stage's sorted list (4 bytes per row read, not per token).
+        """
+        self.wait_verified(i)
+        table = self.shard(i)
+        values, offsets = _token_arrays(table.column("tokens"))
+        parts = []
+        for chunk in table.column("domain").chunks:
+            names = chunk.dictionary.to_pylist()
+            lut = np.array([self._domain_index.get(str(n), -1) for n in names], dtype=np.int64)
+            parts.append(lut[chunk.indices.to_numpy(zero_copy_only=False)])
+        codes = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        if len(codes) and codes.min() < 0:
+            unknown = sorted(
+                {str(n) for c in table.column("domain").chunks for n in c.dictionary.to_pylist()}
+                - set(self.domains)
+            )
+            raise ShardError(
+                f"{self.shard_path(i)}: domain(s) {unknown} are not in tokens_by_domain of "
+                f"{self.manifest_path}"
+            )
+        return values, offsets, codes
 
     def iter_tables(self):
-        """Yield each shard's Table in order (checksums were checked at open when verify=True)."""
+        """Yield each shard's Table in order, each verified first when verifying on read."""
         for i in range(self.num_shards):
+            self.prefetch(i)  # in order: the one worker hashes shard i first
+            if i + 1 < self.num_shards:
+                self.prefetch(i + 1)
+            self.wait_verified(i)
             yield self.shard(i)
+
+
+def _token_arrays(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-copy uint32 values and rebased int64 offsets of a list<uint32> column."""
+    arr = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    offsets32 = np.frombuffer(arr.buffers()[1], dtype=np.int32)
+    offsets32 = offsets32[arr.offset : arr.offset + len(arr) + 1]
+    base = int(offsets32[0]) if len(offsets32) else 0
+    offsets = offsets32.astype(np.int64) - base
+    child = arr.values
+    values = np.frombuffer(child.buffers()[1], dtype=np.uint32)
+    values = values[
+        child.offset + base : child.offset + base + int(offsets[-1] if len(offsets) else 0)
+    ]
+    return values, offsets

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mixtures.shard_format import SHARD_PATTERN as SHARD_NAME
 from mixtures.shards import StageWriter
 
 EOS = 1
@@ -28,9 +29,17 @@ def markov_docs(n_docs: int, seed: int, vocab: int, min_len: int = 5, max_len: i
 
 
 def write_stage(
-    stage_dir: Path, docs: list[list[int]], *, vocab: int, rows_per_shard: int = 40
+    stage_dir: Path,
+    docs: list[list[int]],
+    *,
+    vocab: int,
+    rows_per_shard: int = 40,
+    domains: list[str] | None = None,
+    tokenizer: dict | None = None,
 ) -> Path:
-    tokenizer = {
+    """Write docs in order as one stage; `domains` (one per doc) defaults to all "web";
+    `tokenizer` (the manifest entry) defaults to one whose file does not exist."""
+    tokenizer = tokenizer or {
         "path": "tokenizer.json",
         "sha256": "0" * 64,
         "vocab_size": vocab,
@@ -38,6 +47,9 @@ def write_stage(
         "eos_id": EOS,
     }
     n = len(docs)
+    domains = ["web"] * n if domains is None else domains
+    if len(domains) != n:
+        raise ValueError(f"write_stage: {len(domains)} domains for {n} docs")
     with StageWriter(
         stage_dir,
         stage=stage_dir.name,
@@ -51,7 +63,7 @@ def write_stage(
             {
                 "tokens": docs,
                 "doc_id": [f"d{i}" for i in range(n)],
-                "domain": ["web"] * n,
+                "domain": domains,
                 "source": ["test"] * n,
                 "quality_bucket": [1] * n,
                 "cluster_size": [1] * n,
@@ -66,3 +78,48 @@ def write_mixture(root: Path, vocab: int = 256) -> Path:
     write_stage(root / "broad", markov_docs(400, seed=1, vocab=vocab), vocab=vocab)
     write_stage(root / "anneal", markov_docs(200, seed=2, vocab=vocab), vocab=vocab)
     return root
+
+
+def write_tokenized_mixture(root: Path) -> Path:
+    """`write_mixture` with a real tokenizer file (so the stage-end passkey probe runs: a
+    byte-level BPE trained on the probe's own sentences) and three domains."""
+    from mixtures.tokenizer import save_tokenizer, sha256_file, train_bpe
+    from training.eval.passkey import FILLER, NEEDLE, QUESTION
+
+    texts = [" ".join(FILLER), QUESTION] + [NEEDLE.format(key=k) for k in range(100, 999, 7)]
+    path = save_tokenizer(
+        train_bpe(texts * 3, vocab_size=320, min_frequency=1), root / "tokenizer" / "tokenizer.json"
+    )
+    from mixtures.tokenizer import load_tokenizer
+
+    vocab = load_tokenizer(path).get_vocab_size()
+    info = {
+        "path": "../tokenizer/tokenizer.json",
+        "sha256": sha256_file(path),
+        "vocab_size": vocab,
+        "bos_id": 0,
+        "eos_id": EOS,
+    }
+    for name, n, seed in (("broad", 400, 1), ("anneal", 200, 2)):
+        domains = [("code", "math", "web")[i % 3] for i in range(n)]
+        docs = markov_docs(n, seed=seed, vocab=vocab)
+        write_stage(root / name, docs, vocab=vocab, domains=domains, tokenizer=info)
+    return root
+
+
+def corrupt_token(stage_dir: Path, shard: int) -> Path:
+    """Flip the low bit of the first token of a shard's first document, in place.
+
+    The file keeps its size, Arrow footer and list offsets (the cheap checks at open
+    pass) and the token stays inside the vocab; only its sha256 can tell.
+    """
+    from mixtures.shards import StageShards
+
+    values, _ = StageShards.open(stage_dir, verify=False).tokens(shard)
+    path = stage_dir / SHARD_NAME.format(shard)
+    data = bytearray(path.read_bytes())
+    at = data.find(values[:8].tobytes())
+    assert at >= 0 and data.find(values[:8].tobytes(), at + 1) < 0, "token run is not unique"
+    data[at] ^= 1
+    path.write_bytes(bytes(data))
+    return path

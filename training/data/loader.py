@@ -15,6 +15,16 @@ Saving and restoring that state between steps reproduces the exact token stream.
 a stage ask for more tokens than its shards hold, the stream wraps into a new epoch
 whose shard order is drawn from the seeded rng (logged: it repeats data beyond the
 mixture's plan).
+
+Each token also carries its document's domain (an index into `domains`, the stage's
+sorted domain names), which `PackedBatch.domain_ids` reports per label for per-domain
+loss; it follows from the stream position, so the saved state is unchanged.
+
+Shards opened with ``verify="on_read"`` are verified as they are first read: opening
+shard k also starts the background hash of the next shard in the order, and
+`StageShards.rows` blocks until the shard it returns is verified. Every rank walks the
+whole stream, so every rank verifies (and, on a mismatch, fails on) the same shard in
+the same step, and none is left waiting in a collective.
 """
 
 from __future__ import annotations
@@ -36,7 +46,12 @@ class TokenShards(Protocol):
     @property
     def num_shards(self) -> int: ...
 
-    def tokens(self, i: int) -> tuple[np.ndarray, np.ndarray]: ...
+    @property
+    def domains(self) -> list[str]: ...
+
+    def rows(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    def prefetch(self, i: int) -> None: ...
 
 
 class LoaderStateError(ValueError):
@@ -72,22 +87,30 @@ class PackedLoader:
         self._epoch, self._order = 0, list(range(shards.num_shards))
         self._pos = self._row = self._offset = 0
         self._tokens_consumed = 0
-        self._cache: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._cache: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def domains(self) -> list[str]:
+        """The stage's domain names; `PackedBatch.domain_ids` index into this list."""
+        return list(self.shards.domains)
 
     # ---- stream walking -------------------------------------------------------------
-    def _shard(self) -> tuple[np.ndarray, np.ndarray]:
+    def _shard(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         index = self._order[self._pos]
         if self._cache is None or self._cache[0] != index:
-            values, offsets = self.shards.tokens(index)
-            if len(offsets) < 1 or offsets[-1] > len(values):
+            self.shards.prefetch(index)  # this shard first: one worker hashes in order
+            if self._pos + 1 < len(self._order):
+                self.shards.prefetch(self._order[self._pos + 1])
+            values, offsets, domains = self.shards.rows(index)
+            if len(offsets) < 1 or offsets[-1] > len(values) or len(domains) != len(offsets) - 1:
                 raise ValueError(f"{self.name}: shard {index} has inconsistent list offsets")
             if self.vocab_size is not None and len(values) and int(values.max()) >= self.vocab_size:
                 raise ValueError(
                     f"{self.name}: shard {index} has token id {int(values.max())} "
                     f">= vocab_size {self.vocab_size}"
                 )
-            self._cache = (index, values, offsets)
-        return self._cache[1], self._cache[2]
+            self._cache = (index, values, offsets, domains)
+        return self._cache[1], self._cache[2], self._cache[3]
 
     def _next_shard(self) -> None:
         self._pos, self._row, self._offset = self._pos + 1, 0, 0
@@ -99,11 +122,12 @@ class PackedLoader:
                 "%s: shards exhausted, starting epoch %d (data repeats)", self.name, self._epoch
             )
 
-    def _advance(self, n: int, out: list[tuple[np.ndarray, int]] | None) -> None:
-        """Consume n stream tokens; with `out`, collect (token slice, first-is-doc-start)."""
+    def _advance(self, n: int, out: list[tuple[np.ndarray, bool, int]] | None) -> None:
+        """Consume n stream tokens; with `out`, collect (token slice, first-is-doc-start,
+        domain index)."""
         empty_shards = 0
         while n > 0:
-            values, offsets = self._shard()
+            values, offsets, domains = self._shard()
             if self._row >= len(offsets) - 1:
                 empty_shards += 1
                 if empty_shards > self.shards.num_shards:
@@ -115,7 +139,7 @@ class PackedLoader:
             take = min(n, end - begin - self._offset)
             if take > 0 and out is not None:
                 start = begin + self._offset
-                out.append((values[start : start + take], self._offset == 0))
+                out.append((values[start : start + take], self._offset == 0, domains[self._row]))
             n -= max(take, 0)
             self._offset += max(take, 0)
             if begin + self._offset >= end:
@@ -129,17 +153,19 @@ class PackedLoader:
         """This rank's (batch_size, seq_len) slice of the next `world * batch_size` windows."""
         span = self.batch_size * self.window
         self._advance(self.rank * span, None)
-        pieces: list[tuple[np.ndarray, int]] = []
+        pieces: list[tuple[np.ndarray, bool, int]] = []
         self._advance(span, pieces)
         self._advance((self.world_size - self.rank - 1) * span, None)
         self._tokens_consumed += self.world_size * span
-        tokens = np.concatenate([p for p, _ in pieces])
+        tokens = np.concatenate([p for p, _, _ in pieces])
         doc_start = np.zeros(span, dtype=bool)
+        domains = np.empty(span, dtype=np.int32)  # widened once, per label, in pack_windows
         at = 0
-        for piece, starts_doc in pieces:
+        for piece, starts_doc, domain in pieces:  # a few pieces per batch: a plain loop is fastest
             doc_start[at] = starts_doc
+            domains[at : at + len(piece)] = domain
             at += len(piece)
-        return pack_windows(tokens, doc_start, self.seq_len)
+        return pack_windows(tokens, doc_start, self.seq_len, domains)
 
     # ---- resumable state --------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
