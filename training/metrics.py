@@ -114,12 +114,23 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 def summarize(rows: list[dict[str, Any]], window: int = 10) -> dict[str, dict[str, Any]]:
     """{stage: {first_loss, last_loss, first_mean_loss, last_mean_loss, steps, tokens,
-    skipped_steps}} in stage order. The means over the first and last `window` steps say
-    more than two single batches, whose losses swing with what each batch holds.
-    `skipped_steps` counts the stage's steps skipped for a non-finite loss."""
+    skipped_steps, ...}} in stage order. The means over the first and last `window` steps
+    say more than two single batches, whose losses swing with what each batch holds.
+    `skipped_steps` counts the stage's steps skipped for a non-finite loss.
+
+    Fields only present when the rows carry them (older metrics files do not):
+    - mean_tokens_per_s: the stage's tokens over its summed step times (a slow step
+      weighs by the time it took, as it does in the wall clock);
+    - mean_mfu: the mean of the rows' `mfu` (None values left out);
+    - peak_mem_mib: the highest of the rows' peaks;
+    - last_mean_loss_by_domain: {domain: mean of its last `window` losses}, skipped
+      steps left out;
+    - last_passkey: the last row's `passkey` dict (its accuracy and the rest).
+    Rows without a `loss` (an evaluation's own row) count only for those fields.
+    """
     out: dict[str, dict[str, Any]] = {}
     losses: dict[str, list[float]] = {}
-    for row in rows:
+    for row in (r for r in rows if "loss" in r):
         s = out.setdefault(
             row["stage"],
             {"first_loss": row["loss"], "last_loss": row["loss"], "steps": 0, "tokens": 0},
@@ -132,4 +143,35 @@ def summarize(rows: list[dict[str, Any]], window: int = 10) -> dict[str, dict[st
     for stage, ls in losses.items():
         out[stage]["first_mean_loss"] = sum(ls[:window]) / len(ls[:window])
         out[stage]["last_mean_loss"] = sum(ls[-window:]) / len(ls[-window:])
+        out[stage].update(_observability(rows, stage, window))
+    return out
+
+
+def _observability(rows: list[dict[str, Any]], stage: str, window: int) -> dict[str, Any]:
+    """The stage's throughput, memory, per-domain loss and passkey fields (see summarize)."""
+    mine = [r for r in rows if r["stage"] == stage]
+    out: dict[str, Any] = {}
+    timed = [r for r in mine if r.get("tokens_per_s") and r.get("tokens")]
+    if timed:
+        seconds = sum(r["tokens"] / r["tokens_per_s"] for r in timed)
+        out["mean_tokens_per_s"] = sum(r["tokens"] for r in timed) / seconds
+    mfus = [r["mfu"] for r in mine if isinstance(r.get("mfu"), (int, float))]
+    if mfus:
+        out["mean_mfu"] = sum(mfus) / len(mfus)
+    peaks = [r["peak_mem_mib"] for r in mine if r.get("peak_mem_mib") is not None]
+    if peaks:
+        out["peak_mem_mib"] = max(peaks)
+    by_domain: dict[str, list[float]] = {}
+    for r in mine:
+        if not r.get("skipped") and isinstance(r.get("loss_by_domain"), dict):
+            for domain, loss in r["loss_by_domain"].items():
+                if isinstance(loss, (int, float)):
+                    by_domain.setdefault(domain, []).append(loss)
+    if by_domain:
+        out["last_mean_loss_by_domain"] = {
+            d: sum(ls[-window:]) / len(ls[-window:]) for d, ls in sorted(by_domain.items())
+        }
+    passkeys = [r["passkey"] for r in mine if isinstance(r.get("passkey"), dict)]
+    if passkeys:
+        out["last_passkey"] = passkeys[-1]
     return out
