@@ -7,8 +7,9 @@ the FSDP shards of any world size), renames and re-lays-out the weights for
 `transformers.AutoModelForCausalLM.from_pretrained(DIR)` then computes our logits.
 
 The shape comes from the plan (the checkpoint stores weights and trainer state only), the
-vocabulary from the checkpoint's own metadata, and RoPE's base from the plan's stage the
-checkpoint belongs to, since a later stage may have raised it.
+vocabulary from the checkpoint's own metadata, and RoPE's base and YaRN from the plan's
+stage the checkpoint belongs to, since a later stage may have raised the one or switched on
+the other (`config.json` then holds `rope_parameters` with `rope_type: yarn`).
 """
 
 from __future__ import annotations
@@ -30,10 +31,13 @@ from training.interop.hf_llama import (
     from_hf_state_dict,
     hf_config,
     model_config_from_hf,
+    rope_yarn_from_hf,
     to_hf_state_dict,
 )
 from training.model.config import ModelConfig
 from training.model.llama import Transformer
+from training.model.rope import YaRN
+from training.model.rope_schedule import stage_rope_settings
 from training.plan import TrainPlan, load_plan
 
 log = logging.getLogger(__name__)
@@ -74,15 +78,12 @@ def checkpoint_vocab_size(checkpoint: Path) -> int:
     return int(meta[key].size[0])
 
 
-def stage_rope_theta(plan: TrainPlan, trainer_state: dict[str, Any]) -> float:
-    """RoPE base in force for the checkpoint's stage (a stage's value holds until overridden)."""
+def checkpoint_rope(plan: TrainPlan, trainer_state: dict[str, Any]) -> tuple[float, YaRN | None]:
+    """RoPE base and YaRN in force for the checkpoint's stage (they hold until overridden)."""
     idx, name = trainer_state["stage_index"], trainer_state["stage"]
     if idx >= len(plan.stages) or plan.stages[idx].name != name:
         raise CheckpointError(f"checkpoint of stage {name!r} (#{idx}) does not fit the plan")
-    theta = plan.model.rope_theta
-    for s in plan.stages[: idx + 1]:
-        theta = s.rope_theta or theta
-    return theta
+    return stage_rope_settings(plan)[idx]
 
 
 def find_tokenizer(path: Path) -> Path:
@@ -94,13 +95,13 @@ def find_tokenizer(path: Path) -> Path:
 
 
 def load_checkpoint_model(checkpoint: Path, plan: TrainPlan) -> tuple[Transformer, dict]:
-    """Our unsharded fp32 model holding the checkpoint's weights, with its stage's RoPE base."""
+    """Our unsharded fp32 model holding the checkpoint's weights, with its stage's RoPE."""
     cfg = ModelConfig(**plan.model.model_dump(), vocab_size=checkpoint_vocab_size(checkpoint))
     with torch.device("meta"):  # no random init: every tensor is overwritten by the load
         model = Transformer(cfg)
     model.to_empty(device="cpu")
     state = load_model_weights(checkpoint, model)
-    model.rope_theta = stage_rope_theta(plan, state)
+    model.rope_theta, model.rope_yarn = checkpoint_rope(plan, state)
     return model.eval(), state
 
 
@@ -150,6 +151,7 @@ def export_checkpoint(
     config = hf_config(
         cfg,
         rope_theta=model.rope_theta,
+        rope_yarn=model.rope_yarn,
         bos_token_id=ids.get("bos"),
         eos_token_id=ids.get("eos"),
         pad_token_id=ids.get("pad"),
@@ -173,6 +175,7 @@ def export_checkpoint(
         "global_step": trainer_state["global_step"],
         "vocab_size": cfg.vocab_size,
         "rope_theta": model.rope_theta,
+        "rope_yarn": model.rope_yarn.model_dump() if model.rope_yarn else None,
         "dtype": str(dtype).removeprefix("torch."),
         "parameters": sum(t.numel() for t in hf_state.values()),
         "tokenizer_sha256": sha256_file(tok_path) if tok_path else None,
@@ -234,18 +237,40 @@ def read_hf_dir(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     return config, state
 
 
+def _read_source(
+    source: str | Path | dict[str, torch.Tensor], config: Any
+) -> tuple[Any, dict[str, torch.Tensor]]:
+    if isinstance(source, dict):
+        if config is None:
+            raise ValueError("importing a state dict needs its LlamaConfig (or config dict)")
+        return config, source
+    return read_hf_dir(Path(source))
+
+
 def import_hf(
     source: str | Path | dict[str, torch.Tensor], config: Any = None
 ) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     """An HF Llama (directory, or state dict plus its config) -> our config and state dict.
 
-    `Transformer(cfg).load_state_dict(state)` then computes the HF model's logits.
+    `Transformer(cfg).load_state_dict(state)` then computes the HF model's logits. A YaRN
+    model is refused here, since the pair cannot carry YaRN: use `import_hf_model`.
     """
-    if isinstance(source, dict):
-        if config is None:
-            raise ValueError("importing a state dict needs its LlamaConfig (or config dict)")
-        hf_state = source
-    else:
-        config, hf_state = read_hf_dir(Path(source))
+    config, hf_state = _read_source(source, config)
     cfg = model_config_from_hf(config)
+    if rope_yarn_from_hf(config) is not None:
+        raise ValueError("HF config uses rope_type yarn: import it with import_hf_model")
     return cfg, from_hf_state_dict(hf_state, cfg)
+
+
+def import_hf_model(
+    source: str | Path | dict[str, torch.Tensor], config: Any = None
+) -> Transformer:
+    """An HF Llama -> our Transformer (fp32, eval mode) holding its weights and its RoPE
+    (`rope_theta`, and YaRN as `rope_yarn` when the config has `rope_type: yarn`)."""
+    config, hf_state = _read_source(source, config)
+    cfg = model_config_from_hf(config)
+    with torch.device("meta"):  # no random init: every tensor comes from the checkpoint
+        model = Transformer(cfg)
+    model.load_state_dict(from_hf_state_dict(hf_state, cfg), strict=True, assign=True)
+    model.rope_yarn = rope_yarn_from_hf(config)
+    return model.float().eval()

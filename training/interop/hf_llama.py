@@ -10,6 +10,9 @@ final RMSNorm; an untied head). Two things differ:
   head from (0, 1, 2, 3, ...) to (0, 2, 4, ..., 1, 3, 5, ...) turns one into the other
   exactly: q.k is unchanged by a permutation applied to both, and v/o are untouched.
   This is the inverse of the `permute` in HF's `convert_llama_weights_to_hf.py`.
+RoPE's settings travel in the config: the base as `rope_theta`, YaRN (a stage may switch it
+on) as `rope_type: yarn` with its factor, original length and betas; both sides compute the
+same per-frequency values (`training/model/rope.py`).
 
 transformers is imported inside the functions that need it, so `sharpen train` never pays
 for it.
@@ -17,12 +20,14 @@ for it.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from training.model.config import ModelConfig
+from training.model.rope import YaRN
 
 if TYPE_CHECKING:
     from transformers import LlamaConfig
@@ -102,13 +107,14 @@ def hf_config(
     cfg: ModelConfig,
     *,
     rope_theta: float | None = None,
+    rope_yarn: YaRN | None = None,
     bos_token_id: int | None = None,
     eos_token_id: int | None = None,
     pad_token_id: int | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> LlamaConfig:
     """The `LlamaConfig` whose model computes our function. `rope_theta` overrides the
-    plan's base (a later stage may have raised it)."""
+    plan's base and `rope_yarn` switches YaRN on (a later stage may have done either)."""
     from transformers import LlamaConfig
 
     return LlamaConfig(
@@ -122,7 +128,7 @@ def hf_config(
         hidden_act="silu",
         max_position_embeddings=cfg.max_seq_len,
         rms_norm_eps=cfg.norm_eps,
-        rope_parameters={"rope_type": "default", "rope_theta": rope_theta or cfg.rope_theta},
+        rope_parameters=hf_rope_parameters(rope_theta or cfg.rope_theta, rope_yarn),
         tie_word_embeddings=False,
         attention_bias=False,
         mlp_bias=False,
@@ -135,11 +141,64 @@ def hf_config(
     )
 
 
-def model_config_from_hf(config: LlamaConfig | dict[str, Any]) -> ModelConfig:
-    """Our ModelConfig for an HF Llama config; refuses what our model cannot compute."""
-    c = config if isinstance(config, dict) else config.to_dict()
+def hf_rope_parameters(theta: float, yarn: YaRN | None = None) -> dict[str, Any]:
+    """transformers' `rope_parameters` (v4: `rope_scaling` plus `rope_theta`) for our RoPE."""
+    if yarn is None:
+        return {"rope_type": "default", "rope_theta": theta}
+    params: dict[str, Any] = {
+        "rope_type": "yarn",
+        "rope_theta": theta,
+        "factor": yarn.factor,
+        "original_max_position_embeddings": yarn.original_max_seq_len,
+        "beta_fast": yarn.beta_fast,
+        "beta_slow": yarn.beta_slow,
+    }
+    if yarn.attention_factor is not None:
+        params["attention_factor"] = yarn.attention_factor
+    return params
+
+
+def _hf_rope(c: dict[str, Any]) -> tuple[dict[str, Any], str]:
     rope = c.get("rope_parameters") or c.get("rope_scaling") or {}
-    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    return rope, rope.get("rope_type", rope.get("type", "default"))
+
+
+def rope_yarn_from_hf(config: LlamaConfig | dict[str, Any]) -> YaRN | None:
+    """Our YaRN for an HF config with `rope_type: yarn` (None for plain RoPE); refuses the
+    variants our rope_angles does not compute (no truncation, partial rotary)."""
+    c = config if isinstance(config, dict) else config.to_dict()
+    rope, rope_type = _hf_rope(c)
+    if rope_type != "yarn":
+        return None
+    if rope.get("truncate", True) is False or rope.get("partial_rotary_factor", 1.0) != 1.0:
+        raise ValueError(
+            "HF Llama config not importable: yarn with truncate=false or partial_rotary_factor"
+        )
+    original = rope.get("original_max_position_embeddings") or c["max_position_embeddings"]
+    factor = rope.get("factor") or c["max_position_embeddings"] / original
+    attention_factor = rope.get("attention_factor")
+    mscale, mscale_all_dim = rope.get("mscale"), rope.get("mscale_all_dim")
+    if attention_factor is None and mscale and mscale_all_dim:  # DeepSeek's form, as HF reads it
+        attention_factor = (0.1 * mscale * math.log(factor) + 1.0) / (
+            0.1 * mscale_all_dim * math.log(factor) + 1.0
+        )
+    return YaRN(
+        factor=factor,
+        original_max_seq_len=original,
+        beta_fast=rope.get("beta_fast") or 32.0,
+        beta_slow=rope.get("beta_slow") or 1.0,
+        attention_factor=attention_factor,
+    )
+
+
+def model_config_from_hf(config: LlamaConfig | dict[str, Any]) -> ModelConfig:
+    """Our ModelConfig for an HF Llama config; refuses what our model cannot compute.
+
+    A `rope_type: yarn` config is accepted: its YaRN is `rope_yarn_from_hf(config)`, to be set
+    as the model's `rope_yarn` (`export.import_hf_model` does both).
+    """
+    c = config if isinstance(config, dict) else config.to_dict()
+    rope, rope_type = _hf_rope(c)
     problems = []
     if c.get("model_type", "llama") != "llama":
         problems.append(f"model_type {c.get('model_type')!r}")
@@ -147,13 +206,14 @@ def model_config_from_hf(config: LlamaConfig | dict[str, Any]) -> ModelConfig:
         problems.append(f"hidden_act {c.get('hidden_act')!r}")
     if c.get("attention_bias") or c.get("mlp_bias"):
         problems.append("biases")
-    if rope_type != "default":
+    if rope_type not in ("default", "yarn"):
         problems.append(f"rope_type {rope_type!r}")
     head_dim = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
     if head_dim * c["num_attention_heads"] != c["hidden_size"]:
         problems.append(f"head_dim {head_dim} x heads != hidden_size")
     if problems:
         raise ValueError(f"HF Llama config not importable: {', '.join(problems)}")
+    rope_yarn_from_hf(c)  # refuses the YaRN variants we do not compute
     return ModelConfig(
         dim=c["hidden_size"],
         n_layers=c["num_hidden_layers"],

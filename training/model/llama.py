@@ -49,6 +49,7 @@ class Transformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.rope_theta = cfg.rope_theta  # a stage may raise it (length extension)
+        self.rope_yarn = None  # YaRN | None (training.model.rope); a stage may set it
         self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
@@ -86,7 +87,7 @@ class Transformer(nn.Module):
         h = self.tok_embeddings(tokens)
         backend = resolve_backend(self.cfg.attn_backend, tokens.device, _compute_dtype(h))
         layout = build_layout(segment_ids, backend)
-        cos, sin = rope_angles(position_ids, self.cfg.head_dim, self.rope_theta)
+        cos, sin = rope_angles(position_ids, self.cfg.head_dim, self.rope_theta, self.rope_yarn)
         for block in self.blocks:
             h = block(h, cos, sin, layout)
         return self.output(self.norm(h)).float()
