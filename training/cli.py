@@ -77,15 +77,19 @@ def run_training(
     output, not only rank 0's log; None: when this process logs at DEBUG (`sharpen -v`).
     """
     from training.checkpoint import check_run_dir
-    from training.plan import load_plan
+    from training.plan import load_plan, resolve_stage_lengths
     from training.pretrain import open_stage_shards, parse_stop_after
+    from training.trainer import check_stop_after, planned_tokens
 
     plan_path, data_root, out = Path(plan), Path(data), Path(output)
     if nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {nproc}")
     parsed = load_plan(plan_path)  # fail fast, before spawning ranks
-    parse_stop_after(stop_after, parsed)
-    open_stage_shards(parsed, data_root, verify=False)
+    shards = open_stage_shards(parsed, data_root, verify=False)
+    resolved = resolve_stage_lengths(parsed, nproc, planned_tokens(shards))
+    check_stop_after(resolved, parse_stop_after(stop_after, parsed))
+    for s in resolved.stages:
+        log.info("stage %s: %d steps (%s)", s.name, s.steps, _length_note(s, nproc))
     check_run_dir(out, resume=resume)  # before anything in `out` is touched
     out.mkdir(parents=True, exist_ok=True)
     # the run directory is self-describing: `sharpen export RUN` finds the model's shape
@@ -116,6 +120,13 @@ def run_training(
     if not summary_path.is_file():
         return {}
     return json.loads(summary_path.read_text(encoding="utf-8"))
+
+
+def _length_note(stage: Any, nproc: int) -> str:
+    per_step = stage.stream_tokens_per_step(nproc)
+    if stage.tokens is None:
+        return f"{stage.steps * per_step} tokens at {per_step} per step"
+    return f"{stage.tokens} token budget / {per_step} tokens per step"
 
 
 def format_summary(summary: dict[str, dict[str, Any]]) -> str:

@@ -10,6 +10,12 @@ A stage names the `objective` it optimises (`training/objectives/`): later stage
 
 The global batch of a step is `world_size * grad_accum * batch_size` windows of
 `seq_len` tokens; the loss is the mean over its valid targets whatever the split.
+
+A stage's length is a token budget (`tokens`, or `tokens: planned` for the mixture
+stage's planned token count from its manifest) or, for tests and ablations, a step count.
+The steps follow once the world size is known (`resolve_stage_lengths`): a step reads
+`world_size * grad_accum * batch_size * (seq_len + 1)` stream tokens, and the stage runs
+`floor(tokens / that)` steps, so it trains on its budget to within one global batch.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from pydantic import (
 from training.checkpoint import TRAINER_STATE
 from training.model.config import ModelSpec
 from training.model.presets import expand_preset
+from training.model.rope import YaRN
 from training.objectives import OBJECTIVES
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -45,7 +52,17 @@ class StageSpec(BaseModel):
 
     name: str = Field(description="Stage name: metrics tag and checkpoints/<name>/ directory.")
     data: str = Field(description="Mixture stage directory name, resolved as <data_root>/<data>/.")
-    steps: int = Field(gt=0, description="Optimizer steps in this stage.")
+    tokens: int | Literal["planned"] | None = Field(
+        default=None,
+        description="Stage length as a token budget: an integer, or `planned` for the "
+        "mixture stage's planned tokens (its manifest's total_tokens). Steps follow from "
+        "it and the global batch in tokens. Give either tokens or steps.",
+    )
+    steps: int | None = Field(
+        default=None,
+        gt=0,
+        description="Stage length in optimizer steps instead of tokens (tests, ablations).",
+    )
     seq_len: int = Field(gt=0, description="Tokens per training window (inputs; +1 for targets).")
     batch_size: int = Field(gt=0, description="Windows per rank per micro-batch.")
     grad_accum: int = Field(
@@ -83,6 +100,11 @@ class StageSpec(BaseModel):
     rope_theta: float | None = Field(
         default=None, gt=0, description="RoPE base for this stage and after (length extension)."
     )
+    yarn: YaRN | None = Field(
+        default=None,
+        description="YaRN RoPE scaling for this stage and after (length extension beyond the "
+        "trained context; training/model/rope.py documents its fields).",
+    )
     reset_optimizer: bool = Field(
         default=False, description="Start this stage with fresh AdamW moments."
     )
@@ -105,17 +127,34 @@ class StageSpec(BaseModel):
                 f"stage {self.name!r}: init_from {str(self.init_from)!r} is not a complete "
                 f"checkpoint directory (no {TRAINER_STATE})"
             )
-        if self.warmup_steps + round(self.decay_fraction * self.steps) > self.steps:
+        if (self.tokens is None) == (self.steps is None):
             raise ValueError(
-                f"stage {self.name!r}: warmup_steps + decay steps exceed steps={self.steps}"
+                f"stage {self.name!r}: give its length as either `tokens` (a budget, or "
+                "`planned`) or `steps`, not both or neither"
             )
+        if isinstance(self.tokens, int) and self.tokens <= 0:
+            raise ValueError(f"stage {self.name!r}: tokens must be > 0, got {self.tokens}")
+        if self.steps is not None:
+            self.check_schedule_fits(self.steps)
         return self
+
+    def check_schedule_fits(self, steps: int) -> None:
+        if self.warmup_steps + round(self.decay_fraction * steps) > steps:
+            raise ValueError(
+                f"stage {self.name!r}: warmup_steps + decay steps exceed its {steps} steps"
+            )
+
+    def stream_tokens_per_step(self, world_size: int) -> int:
+        """Stream tokens one optimizer step reads (a window is seq_len + 1 tokens)."""
+        return world_size * self.grad_accum * self.batch_size * (self.seq_len + 1)
 
 
 class TrainPlan(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: ModelSpec = Field(description="Architecture (vocab size comes from the manifest). `{preset: NAME, ...overrides}` starts from a preset of training/model/presets.py (tiny, demo, 1b, xgen-small-4b, xgen-small-9b).")
+    model: ModelSpec = Field(
+        description="Architecture (vocab size comes from the manifest). `{preset: NAME, ...overrides}` starts from a preset of training/model/presets.py (tiny, demo, 1b, xgen-small-4b, xgen-small-9b)."
+    )
     seed: int = Field(default=0, description="Seeds model init and the loaders.")
     dtype: Literal["float32", "bfloat16"] = Field(
         default="float32", description="Compute dtype of parameters in forward/backward."
@@ -134,6 +173,27 @@ class TrainPlan(BaseModel):
         description="Steps with a non-finite loss or gradient norm are skipped (no update) "
         "and counted; one more than this stops the run.",
     )
+    tensorboard: bool = Field(
+        default=True, description="Also write the metrics to <run>/tensorboard/ (rank 0)."
+    )
+    passkey_samples: int = Field(
+        default=8,
+        ge=0,
+        description="Passkey prompts probed at each stage's seq_len when it ends (0: off); "
+        "the accuracy goes into the stage's last metrics row.",
+    )
+    compile: bool = Field(
+        default=False,
+        description="torch.compile each transformer block (attention kernels stay eager: "
+        "their document layout varies per batch). Pays a compile at the first step of each "
+        "new shape; worth it on GPUs, rarely on CPU.",
+    )
+    context_parallel: int = Field(
+        default=1,
+        ge=1,
+        description="Ranks that split one sequence (the device mesh's `cp` dimension). Only "
+        "1 runs today; docs/long_context.md is the plan for more.",
+    )
     stages: list[StageSpec] = Field(min_length=1, description="Stages, trained in order.")
 
     @field_validator("model", mode="before")
@@ -146,15 +206,58 @@ class TrainPlan(BaseModel):
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must be unique, got {names}")
-        if self.stages[0].lr is None:
-            raise ValueError(f"stage {names[0]!r}: the first stage needs an lr")
+        if self.stages[0].lr is None and self.stages[0].init_from is None:
+            raise ValueError(
+                f"stage {names[0]!r}: the first stage needs an lr (or init_from, whose "
+                "checkpoint's LR it then continues from)"
+            )
         for s in self.stages:
             if s.seq_len > self.model.max_seq_len:
                 raise ValueError(
                     f"stage {s.name!r}: seq_len {s.seq_len} > model.max_seq_len "
                     f"{self.model.max_seq_len}"
                 )
+        if self.context_parallel != 1:
+            raise ValueError(
+                f"context_parallel={self.context_parallel}: context parallelism is not "
+                "implemented yet (the mesh has its `cp` dimension; see docs/long_context.md); "
+                "use 1"
+            )
         return self
+
+    @property
+    def resolved(self) -> bool:
+        return all(s.steps is not None for s in self.stages)
+
+
+def resolve_stage_lengths(
+    plan: TrainPlan, world_size: int, planned_tokens: dict[str, int]
+) -> TrainPlan:
+    """A copy of `plan` whose every stage has `steps`, from its token budget.
+
+    `planned_tokens` maps a mixture stage directory name (`data`) to the tokens its
+    manifest planned. Raises PlanError when a budget is under one global batch or the
+    schedule's warmup and decay no longer fit the resulting steps.
+    """
+    stages = []
+    for s in plan.stages:
+        if s.steps is not None:
+            stages.append(s)
+            continue
+        budget = planned_tokens[s.data] if s.tokens == "planned" else int(s.tokens or 0)
+        per_step = s.stream_tokens_per_step(world_size)
+        steps = budget // per_step
+        if steps < 1:
+            raise PlanError(
+                f"stage {s.name!r}: a budget of {budget} tokens is less than one global batch "
+                f"({per_step} tokens with {world_size} rank(s)); lower batch_size or seq_len"
+            )
+        try:
+            s.check_schedule_fits(steps)
+        except ValueError as e:
+            raise PlanError(f"{e} ({budget} tokens / {per_step} per step)") from e
+        stages.append(s.model_copy(update={"steps": steps}))
+    return plan.model_copy(update={"stages": stages})
 
 
 def load_plan(path: str | Path) -> TrainPlan:

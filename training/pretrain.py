@@ -8,8 +8,11 @@ every stage type (pre-training, anneal, later SFT) runs through that one loop.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
+import signal
+import sys
 from pathlib import Path
 
 import torch
@@ -19,6 +22,8 @@ from training.checkpoint import check_run_dir
 from training.parallel import init_distributed, shutdown
 from training.plan import TrainPlan, load_plan
 from training.trainer import open_stage_shards, stage_peak_lrs, stage_rope_thetas, train
+
+log = logging.getLogger(__name__)
 
 # The loop's helpers stay importable from here, where `training.cli` and tests look.
 __all__ = [
@@ -48,17 +53,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def parse_stop_after(value: str | None, plan: TrainPlan) -> tuple[str, int] | None:
+    """STAGE:STEP; the step's range is checked here when the stage is given in steps and
+    by the trainer once token budgets are resolved to steps (they need the world size)."""
     if value is None:
         return None
     name, _, step = value.rpartition(":")
     stages = {s.name: s.steps for s in plan.stages}
-    if name not in stages or not step.isdigit() or not 1 <= int(step) <= stages[name]:
-        raise ValueError(f"--stop-after {value!r}: expected STAGE:STEP within the plan {stages}")
+    if name not in stages or not step.isdigit() or int(step) < 1:
+        raise ValueError(f"--stop-after {value!r}: expected STAGE:STEP, a stage of {list(stages)}")
+    if stages[name] is not None and int(step) > stages[name]:
+        raise ValueError(f"--stop-after {value!r}: stage {name} has {stages[name]} steps")
     return name, int(step)
 
 
 @record  # a failing rank writes its exception where the launcher finds the root cause
 def main(argv: list[str] | None = None) -> int:
+    _die_with_launcher()
     _mark_rank("started")  # a rank with this mark but no error file nor "ended" was killed
     args = parse_args(argv)
     logging.basicConfig(
@@ -71,13 +81,35 @@ def main(argv: list[str] | None = None) -> int:
     check_run_dir(args.output, resume=args.resume)  # also when torchrun is started by hand
     torch.set_num_threads(args.threads)
     device_type = None if plan.device == "auto" else plan.device
-    env = init_distributed(device_type)
+    env = init_distributed(device_type, plan.context_parallel)
     try:
         train(plan, args.data, args.output, env, resume=args.resume, stop_after=stop_after)
     finally:
         shutdown()
     _mark_rank("ended")
     return 0
+
+
+def _die_with_launcher() -> None:
+    """Make the kernel SIGKILL this rank when its torchrun agent dies.
+
+    torchrun starts each rank in a session of its own, so a SIGKILL to the job's process
+    group (a preemption, `kill -9` of the launcher) reaches the agent only: the ranks
+    would train on as orphans, racing the resumed run for the same checkpoints and
+    metrics. Linux's PR_SET_PDEATHSIG ties each rank's life to the agent's. Only under
+    torchrun (TORCHELASTIC_RUN_ID), never in a process that called `main` itself.
+    """
+    if not sys.platform.startswith("linux") or "TORCHELASTIC_RUN_ID" not in os.environ:
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d)", ctypes.get_errno())
+    elif os.getppid() != parent:  # the agent died before the call: nobody would signal us
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _mark_rank(state: str) -> None:

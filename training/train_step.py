@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch import nn
 
 from training.objectives import Objective
+from training.objectives.domain_loss import DomainLoss
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class StepResult:
     grad_norm: float  # global norm before clipping
     valid_tokens: int  # valid targets in the global batch
     skipped: bool  # non-finite loss or gradient norm: no update
+    loss_by_domain: tuple[float | None, ...] = ()  # mean per domain index (None: no labels)
 
 
 class TooManySkippedSteps(RuntimeError):
@@ -70,9 +72,18 @@ def train_step(
     micro_batches: Sequence[Any],
     *,
     grad_clip: float | None,
+    n_domains: int = 0,
 ) -> StepResult:
-    """forward/backward every micro-batch, clip, then step unless the step is non-finite."""
-    loss_sum, n_valid = forward_backward(model, objective, micro_batches)
+    """forward/backward every micro-batch, clip, then step unless the step is non-finite.
+
+    `n_domains` > 0 also measures the loss per domain (the batches' `domain_ids`).
+    """
+    objective.domain_loss = DomainLoss(n_domains, _device(micro_batches)) if n_domains else None
+    try:
+        loss_sum, n_valid = forward_backward(model, objective, micro_batches)
+        by_domain = objective.domain_loss.global_means() if objective.domain_loss else []
+    finally:
+        objective.domain_loss = None
     max_norm = grad_clip if grad_clip is not None else math.inf
     grad_norm = _full(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
     loss = (loss_sum / n_valid).item()
@@ -80,7 +91,11 @@ def train_step(
     if not skipped:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return StepResult(loss, grad_norm, int(n_valid.item()), skipped)
+    return StepResult(loss, grad_norm, int(n_valid.item()), skipped, tuple(by_domain))
+
+
+def _device(micro_batches: Sequence[Any]) -> torch.device:
+    return micro_batches[0].labels.device
 
 
 def _full(t: torch.Tensor) -> float:

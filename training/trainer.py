@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,40 +21,67 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from training.checkpoint import (
+    TRAINER_STATE,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from training.checkpoint import stage_checkpoint_dir as ckpt_dir
 from training.data.loader import PackedLoader
 from training.data.packing import PackedBatch
-from training.metrics import MetricsWriter, read_metrics, summarize
+from training.eval.stage_probe import passkey_probe, stage_tokenizer_path
+from training.metrics import read_metrics, summarize
 from training.model import ModelConfig, Transformer
+from training.model.rope_schedule import stage_rope_settings
 from training.objectives import build_objective
+from training.observability import Progress, RunMetrics
 from training.optim import build_adamw, set_lr, set_weight_decay, wsd_lr
-from training.parallel import DistEnv, apply_activation_checkpointing, shard_model
-from training.plan import StageSpec, TrainPlan
+from training.parallel import (
+    DistEnv,
+    apply_activation_checkpointing,
+    compile_blocks,
+    shard_model,
+)
+from training.plan import StageSpec, TrainPlan, resolve_stage_lengths
+from training.step_metrics import StepMetrics
 from training.train_step import NonFiniteGuard, train_step
 
 log = logging.getLogger(__name__)
 
 
 def stage_peak_lrs(plan: TrainPlan) -> list[float]:
-    """Each stage's peak LR; `lr: null` continues at the previous stage's final LR."""
+    """Each stage's peak LR. `lr: null` continues at the LR the stage starts from: the
+    previous stage's final LR, or for a stage branched off another run (`init_from`,
+    e.g. an anneal) the LR that run's checkpoint last stepped with."""
+    if not plan.resolved:
+        raise ValueError("stage_peak_lrs needs a plan with resolved stage lengths")
     peaks: list[float] = []
     for i, s in enumerate(plan.stages):
         if s.lr is not None:
             peaks.append(s.lr)
+        elif s.init_from is not None:
+            peaks.append(checkpoint_lr(s.init_from))
         else:
             prev = plan.stages[i - 1]
             peaks.append(_lr(prev, prev.steps, peaks[-1]))
     return peaks
 
 
+def checkpoint_lr(path: Path) -> float:
+    """The LR of the last step before a checkpoint was saved (recorded since trainer_state v2)."""
+    saved = json.loads((path / TRAINER_STATE).read_text(encoding="utf-8"))
+    if "lr" not in saved:
+        raise ValueError(
+            f"{path}: the checkpoint does not record its LR (saved by an older version); "
+            "give the stage an explicit lr"
+        )
+    return float(saved["lr"])
+
+
 def stage_rope_thetas(plan: TrainPlan) -> list[float]:
     """A stage's `rope_theta` holds for it and every later stage until overridden."""
-    theta, out = plan.model.rope_theta, []
-    for s in plan.stages:
-        theta = s.rope_theta or theta
-        out.append(theta)
-    return out
+    return [theta for theta, _ in stage_rope_settings(plan)]
 
 
 def _lr(stage: StageSpec, step: int, peak: float) -> float:
@@ -70,8 +96,11 @@ def _lr(stage: StageSpec, step: int, peak: float) -> float:
     )
 
 
-def open_stage_shards(plan: TrainPlan, data_root: Path, *, verify: bool) -> dict[str, Any]:
-    """Open every stage's shards up front: a missing or mismatched stage fails before step 1."""
+def open_stage_shards(plan: TrainPlan, data_root: Path, *, verify: bool | str) -> dict[str, Any]:
+    """Open every stage's shards up front: a missing or mismatched stage fails before step 1.
+
+    `verify`: True hashes every shard now, "on_read" when a loader first reads it.
+    """
     from mixtures.shards import StageShards
 
     opened = {s.data: StageShards.open(data_root / s.data, verify=verify) for s in plan.stages}
@@ -79,6 +108,20 @@ def open_stage_shards(plan: TrainPlan, data_root: Path, *, verify: bool) -> dict
     if len(set(vocab.values())) != 1:
         raise ValueError(f"{data_root}: stages use different tokenizer vocab sizes {vocab}")
     return opened
+
+
+def planned_tokens(shards: dict[str, Any]) -> dict[str, int]:
+    """Each mixture stage's planned tokens, as its manifest records them."""
+    return {name: int(sh.manifest["total_tokens"]) for name, sh in shards.items()}
+
+
+def check_stop_after(plan: TrainPlan, stop_after: tuple[str, int] | None) -> None:
+    """`--stop-after STAGE:STEP` must name a step the (resolved) plan reaches."""
+    steps = {s.name: s.steps for s in plan.stages}
+    if stop_after is not None and not 1 <= stop_after[1] <= (steps.get(stop_after[0]) or 0):
+        raise ValueError(
+            f"--stop-after {stop_after[0]}:{stop_after[1]}: outside the plan's steps {steps}"
+        )
 
 
 def build_model(plan: TrainPlan, vocab_size: int, env: DistEnv) -> Transformer:
@@ -89,7 +132,9 @@ def build_model(plan: TrainPlan, vocab_size: int, env: DistEnv) -> Transformer:
         model = Transformer(cfg)
     if plan.activation_checkpointing:
         apply_activation_checkpointing(model)
-    shard_model(model, env.mesh, getattr(torch, plan.dtype))
+    if plan.compile:
+        compile_blocks(model)
+    shard_model(model, env.mesh["dp"], getattr(torch, plan.dtype))
     return model
 
 
@@ -154,20 +199,31 @@ def train(
     ckpt_root = output / "checkpoints"
     if env.is_main:
         ckpt_root.mkdir(parents=True, exist_ok=True)
-    # Rank 0 checks every shard's sha256; the others trust it after the barrier.
-    shards = open_stage_shards(plan, data_root, verify=env.is_main)
-    dist.barrier()
+    # Cheap checks now; each rank verifies a shard's sha256 in the background when its
+    # loader first reads it (and prefetches the next), never training on unverified tokens.
+    shards = open_stage_shards(plan, data_root, verify="on_read")
+    plan = resolve_stage_lengths(plan, env.world_size, planned_tokens(shards))
+    check_stop_after(plan, stop_after)
     vocab_size = int(next(iter(shards.values())).manifest["tokenizer"]["vocab_size"])
     model = build_model(plan, vocab_size, env)
-    peaks, thetas = stage_peak_lrs(plan), stage_rope_thetas(plan)
+    peaks, ropes = stage_peak_lrs(plan), stage_rope_settings(plan)
     optimizer = build_adamw(model, lr=peaks[0], weight_decay=plan.stages[0].weight_decay)
 
     resumed = resume_state(plan, ckpt_root, model, optimizer) if resume else None
     state = resumed or RunState()
-    metrics = MetricsWriter(
-        output / "metrics.jsonl",
+    metrics = RunMetrics(
+        output,
         enabled=env.is_main,
         keep_through_step=None if resumed is None else resumed.global_step,
+        tensorboard=plan.tensorboard,
+    )
+    progress = Progress(
+        {s.name: s.steps for s in plan.stages},
+        done=state.global_step,
+        enabled=env.is_main,
+        tokens_per_step={
+            s.name: env.world_size * s.grad_accum * s.batch_size * s.seq_len for s in plan.stages
+        },
     )
     guard = NonFiniteGuard(plan.max_nan_skips, state.skipped_steps)
 
@@ -177,11 +233,12 @@ def train(
             if state.stage_step == 0:
                 optimizer = enter_stage(plan, i, model, optimizer, peaks[i])
             set_weight_decay(optimizer, stage.weight_decay)
-            model.rope_theta = thetas[i]
+            model.rope_theta, model.rope_yarn = ropes[i]
             objective = build_objective(stage.objective)
             objective.check_batch_type(PackedBatch)
+            stage_shards = shards[stage.data]
             loader = PackedLoader(
-                shards[stage.data],
+                stage_shards,
                 seq_len=stage.seq_len,
                 batch_size=stage.batch_size,
                 rank=env.rank,
@@ -194,32 +251,50 @@ def train(
             if state.loader is not None:
                 loader.load_state_dict(state.loader)
             log.info("stage %s: steps %d..%d", stage.name, state.stage_step + 1, stage.steps)
-            tokens_per_step = env.world_size * stage.grad_accum * stage.batch_size * stage.seq_len
+            meter = StepMetrics(
+                model.cfg,
+                stage,
+                world_size=env.world_size,
+                device=env.device,
+                dtype=getattr(torch, plan.dtype),
+                domains=loader.domains,
+            )
 
             for step in range(state.stage_step + 1, stage.steps + 1):
-                t0 = time.perf_counter()
+                meter.start()
                 lr = _lr(stage, step, peaks[i])
                 set_lr(optimizer, lr)
                 micro_batches = [b.to(env.device) for b in loader.next_batches()]
                 result = train_step(
-                    model, optimizer, objective, micro_batches, grad_clip=stage.grad_clip
+                    model,
+                    optimizer,
+                    objective,
+                    micro_batches,
+                    grad_clip=stage.grad_clip,
+                    n_domains=len(loader.domains),
                 )
                 state.global_step += 1
-                metrics.log(
-                    {
-                        "step": state.global_step,
-                        "stage": stage.name,
-                        "stage_step": step,
-                        "loss": result.loss,
-                        "lr": lr,
-                        "tokens_per_s": tokens_per_step / (time.perf_counter() - t0),
-                        "grad_norm": result.grad_norm,
-                        "tokens": tokens_per_step,
-                        "valid_tokens": result.valid_tokens,
-                        "skipped": result.skipped,
-                        "skipped_steps": guard.skipped + result.skipped,
-                    }
+                row = meter.row(
+                    result,
+                    step=step,
+                    global_step=state.global_step,
+                    lr=lr,
+                    skipped_total=guard.skipped + result.skipped,
                 )
+                if step == stage.steps:  # the stage's last row carries its end-of-stage probe
+                    probe = passkey_probe(
+                        model,
+                        stage_tokenizer_path(stage_shards.stage_dir, stage_shards.manifest),
+                        seq_len=stage.seq_len,
+                        n_samples=plan.passkey_samples,
+                        batch_size=stage.batch_size,
+                        seed=plan.seed,
+                        device=env.device,
+                    )
+                    if probe is not None:
+                        row["passkey"] = probe
+                metrics.log(row)
+                progress.update(row)
                 guard.update(result, stage=stage.name, step=step)
 
                 state.stage_index, state.stage_step = i, step
@@ -231,13 +306,14 @@ def train(
                 elif stop or (stage.checkpoint_every and step % stage.checkpoint_every == 0):
                     save_to = ckpt_dir(ckpt_root, stage.name, step)
                 if save_to is not None:
-                    saved = trainer_state(state, stage.name, loader, env.world_size)
+                    saved = trainer_state(state, stage.name, loader, env.world_size, lr)
                     save_checkpoint(save_to, model, optimizer, saved, is_main=env.is_main)
                 if stop:
                     log.info("stopping after %s step %d (--stop-after)", stage.name, step)
                     return None
             state.stage_step, state.loader = 0, None
     finally:
+        progress.close()
         metrics.close()
 
     summary = summarize(read_metrics(output / "metrics.jsonl")) if env.is_main else {}
@@ -248,9 +324,10 @@ def train(
 
 
 def trainer_state(
-    state: RunState, stage: str, loader: PackedLoader, world_size: int
+    state: RunState, stage: str, loader: PackedLoader, world_size: int, lr: float
 ) -> dict[str, Any]:
-    """trainer_state.json: the run's position, the loader's, and the world that saved it."""
+    """trainer_state.json: the run's position, the loader's, the world that saved it and
+    the LR of its last step (where a branched anneal continues from)."""
     return {
         "stage": stage,
         "stage_index": state.stage_index,
@@ -259,4 +336,5 @@ def trainer_state(
         "skipped_steps": state.skipped_steps,
         "loader": loader.state_dict(),
         "world_size": world_size,
+        "lr": lr,
     }

@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "training"))
 from shard_fixtures import write_mixture  # noqa: E402
 
 from sharpen.cli import main as sharpen_main  # noqa: E402
-from training.cli import DEMO_PLAN  # noqa: E402
 from training.metrics import MetricsWriter, read_metrics  # noqa: E402
 from training.plan import PlanError, load_plan  # noqa: E402
 
@@ -211,7 +210,8 @@ def test_failing_rank_is_reported_on_one_line(tmp_path: Path):
 
     assert failed.returncode == 2
     line = one_error_line(failed.stderr)
-    assert line.startswith("sharpen train: error: rank 0 failed: ShardError: ")
+    # every rank verifies the shards it reads: whichever finds it first is the root cause
+    assert re.match(r"sharpen train: error: rank [01] failed: ShardError: ", line), line
     assert "shard-00000.arrow: checksum mismatch" in line
     assert line.endswith(f"(full log: {out / 'train.log'})")
     log = (out / "train.log").read_text()
@@ -220,7 +220,8 @@ def test_failing_rank_is_reported_on_one_line(tmp_path: Path):
     verbose = sharpen("-v", *train_argv(plan, data, out))
 
     assert verbose.returncode != 0
-    assert "[rank0]: Traceback" in verbose.stderr and "checksum mismatch" in verbose.stderr
+    assert re.search(r"\[rank[01]\]: Traceback", verbose.stderr)
+    assert "checksum mismatch" in verbose.stderr
 
 
 @pytest.mark.slow
@@ -262,12 +263,6 @@ def test_invalid_yaml_plan_is_one_line_with_file_and_line(tmp_path: Path, capsys
     assert err.startswith(f"sharpen train: error: {plan}:5: invalid YAML: mapping values")
     assert err.count("\n") == 1
     assert not (tmp_path / "run").exists()
-
-
-def test_demo_plan_checkpoints_within_each_stage():
-    for stage in load_plan(DEMO_PLAN).stages:
-        assert stage.checkpoint and stage.checkpoint_every is not None
-        assert stage.checkpoint_every <= stage.steps // 2, stage.name
 
 
 def rows(*steps: int) -> str:

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from training.optim import wsd_lr
-from training.plan import PlanError, load_plan
+from training.plan import PlanError, load_plan, resolve_stage_lengths
 from training.pretrain import stage_peak_lrs, stage_rope_thetas
 
 RECIPE = Path(__file__).parents[2] / "training" / "recipes" / "demo.yaml"
@@ -28,7 +28,7 @@ def test_wsd_one_minus_sqrt_and_anneal_stage():
 
 
 def test_demo_plan_loads_and_anneal_continues_from_previous_lr():
-    plan = load_plan(RECIPE)
+    plan = resolve_stage_lengths(load_plan(RECIPE), 2, {"broad": 400_000, "anneal": 200_000})
     assert len(plan.stages) >= 2
     peaks = stage_peak_lrs(plan)
     first = plan.stages[0]
@@ -51,7 +51,7 @@ def test_bad_plans_name_the_file_and_field(tmp_path: Path):
     bad.write_text(text.replace("n_kv_heads: 2", "n_kv_heads: 2\n  n_experts: 8"))
     with pytest.raises(PlanError, match=r"bad\.yaml.*model\.n_experts"):
         load_plan(bad)
-    bad.write_text(text.replace("steps: 80", "steps: -1"))
+    bad.write_text(text.replace("    tokens: planned", "    steps: -1", 1))
     with pytest.raises(PlanError, match=r"stages\.0\.steps"):
         load_plan(bad)
     bad.write_text(text.replace("seq_len: 256", "seq_len: 4096", 1))

@@ -223,20 +223,6 @@ def test_plan_fields_for_objectives_accumulation_and_branching(tmp_path: Path):
 
 
 # ---- the loop, in a gloo world of one -----------------------------------------------
-@pytest.fixture(scope="module")
-def world_of_one():
-    from training.parallel import init_distributed, shutdown
-    from training.parallel.fsdp2 import _free_port
-
-    with pytest.MonkeyPatch.context() as mp:  # torchrun's variables, only while joining
-        env = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}
-        for key, value in {**env, "MASTER_PORT": str(_free_port())}.items():
-            mp.setenv(key, value)
-        dist_env = init_distributed("cpu")
-    yield dist_env  # without LOCAL_RANK set, `run_training` still launches torchrun
-    shutdown()
-
-
 def run(plan_path: Path, mixture: Path, out: Path, env) -> list[dict]:  # noqa: ANN001
     from training.trainer import train
 
@@ -309,3 +295,14 @@ def test_two_ranks_match_one_rank_with_accumulation(mixture: Path, tmp_path: Pat
     print(f"2 ranks x 1 vs 1 rank x 2 micro-batches: max abs diff (loss, grad norm) {diff:.2e}")
     assert diff <= 1e-5, (diff, losses)
     assert losses[1][-1][0] < losses[1][0][0]
+
+
+@pytest.mark.slow
+def test_compiled_blocks_train_like_eager_ones(world_of_one, mixture: Path, tmp_path: Path):
+    """`compile: true` (inductor on CPU) follows the eager losses; attention stays eager."""
+    eager = run(write_plan(tmp_path / "e.yaml", PRETRAIN), mixture, tmp_path / "e", world_of_one)
+    plan = write_plan(tmp_path / "c.yaml", PRETRAIN, extra="compile: true")
+    compiled = run(plan, mixture, tmp_path / "c", world_of_one)
+    assert load_plan(plan).compile
+    diffs = [abs(a["loss"] - b["loss"]) for a, b in zip(eager, compiled, strict=True)]
+    assert max(diffs) <= 1e-4, diffs

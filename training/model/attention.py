@@ -94,6 +94,7 @@ def _varlen_layout(segment_ids: torch.Tensor) -> AttentionLayout:
     )
 
 
+@torch.compiler.disable  # per-batch document layouts would recompile (parallel/compile.py)
 def attend(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: AttentionLayout
 ) -> torch.Tensor:

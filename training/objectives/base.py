@@ -20,16 +20,25 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from training.objectives.domain_loss import DomainLoss
+
 IGNORE_INDEX = -100
 
 
 class Objective(ABC):
     name: ClassVar[str]
     batch_schema: ClassVar[tuple[str, ...]]  # batch fields `loss` and `n_valid` read
+    domain_loss: DomainLoss | None = None  # set by the step when the loader knows domains
 
     @abstractmethod
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss summed over valid targets, their count), both 0-d tensors."""
+
+    def track(self, token_loss: torch.Tensor, batch: Any) -> None:
+        """Add per-label losses (shaped like `batch.labels`) to the step's per-domain loss."""
+        domain_ids = getattr(batch, "domain_ids", None)
+        if self.domain_loss is not None and domain_ids is not None:
+            self.domain_loss.add(token_loss, batch.labels != IGNORE_INDEX, domain_ids)
 
     def n_valid(self, batch: Any) -> torch.Tensor:
         """Valid targets in `batch`, known before the forward (the step all-reduces it first)."""

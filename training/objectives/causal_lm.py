@@ -20,10 +20,11 @@ class CausalLM(Objective):
 
     def loss(self, model: nn.Module, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
         logits = model(batch.inputs, batch.position_ids, batch.segment_ids)
-        loss_sum = F.cross_entropy(
+        token_loss = F.cross_entropy(
             logits.flatten(0, 1).float(),
             batch.labels.flatten(),
             ignore_index=IGNORE_INDEX,
-            reduction="sum",
+            reduction="none",  # 0 at ignored labels; kept per token for the per-domain loss
         )
-        return loss_sum, self.n_valid(batch)
+        self.track(token_loss.view_as(batch.labels), batch)
+        return token_loss.sum(), self.n_valid(batch)

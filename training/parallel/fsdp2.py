@@ -1,7 +1,11 @@
 """Process group, device mesh and FSDP2 wrapping.
 
-gloo on CPU, nccl on CUDA; the mesh is always built explicitly with
-`init_device_mesh(device_type, (world,))` (FSDP2 on CPU needs it). Each transformer
+gloo on CPU, nccl on CUDA; the mesh is always built explicitly (FSDP2 on CPU needs it)
+and its dimensions are named, `("dp", "cp")`: data parallel (FSDP2 shards over `dp`) and
+context parallel (ranks that split one sequence; size 1 until it is implemented, see
+docs/long_context.md). Context parallelism is then a new mesh dimension that FSDP2
+shards over together with `dp` (torchtitan flattens them to `dp_cp`), not a rewrite of
+how the mesh is built or passed around. Each transformer
 block is its own FSDP unit (parameters all-gathered just before the block runs and
 freed after), then the root wraps the embeddings, final norm and head.
 
@@ -38,8 +42,11 @@ class DistEnv:
         return self.rank == 0
 
 
-def init_distributed(device_type: str | None = None) -> DistEnv:
-    """Join the torchrun process group (env:// rendezvous) and build a 1-D mesh.
+MESH_DIMS = ("dp", "cp")
+
+
+def init_distributed(device_type: str | None = None, context_parallel: int = 1) -> DistEnv:
+    """Join the torchrun process group (env:// rendezvous) and build the named mesh.
 
     Without torchrun's env (RANK/WORLD_SIZE) a world of one is started on a free local
     port, so the same code path runs in a notebook.
@@ -60,7 +67,12 @@ def init_distributed(device_type: str | None = None) -> DistEnv:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     world = dist.get_world_size()
-    mesh = init_device_mesh(device_type, (world,), mesh_dim_names=("dp",))
+    if world % context_parallel:
+        raise ValueError(
+            f"world size {world} is not divisible by context_parallel={context_parallel}"
+        )
+    shape = (world // context_parallel, context_parallel)
+    mesh = init_device_mesh(device_type, shape, mesh_dim_names=MESH_DIMS)
     env = DistEnv(dist.get_rank(), local_rank, world, device, mesh)
     log.debug("rank %d/%d on %s", env.rank, world, device)
     return env
