@@ -122,6 +122,16 @@ def format_summary(s: dict) -> str:
                     f"{info['last_mean_loss']:.3f})" if "last_mean_loss" in info else "")
             lines.append(f"stage {stage} loss: {info['first_loss']:.3f} -> "
                          f"{info['last_loss']:.3f}{mean}")
+            if "stream_tokens" in info and "budget_tokens" in info:
+                lines.append(f"stage {stage} trained on {info['stream_tokens']:,} of "
+                             f"{info['budget_tokens']:,} planned tokens")
+            if info.get("last_mean_loss_by_domain"):
+                lines.append(f"stage {stage} loss by domain (last 10 steps): " + ", ".join(
+                    f"{d} {v:.3f}" for d, v in info["last_mean_loss_by_domain"].items()))
+            if info.get("last_passkey"):
+                pk = info["last_passkey"]
+                lines.append(f"stage {stage} passkey at {pk['seq_len']} tokens: accuracy "
+                             f"{pk['accuracy']:.2f} ({pk['n']} prompts)")
     lines.append("outputs: " + ", ".join(f"{k}={v}" for k, v in s["outputs"].items()))
     lines.append(f"seconds: {s['seconds']}")
     return "\n".join(lines)

@@ -86,10 +86,14 @@ def run_training(
         raise ValueError(f"--nproc must be >= 1, got {nproc}")
     parsed = load_plan(plan_path)  # fail fast, before spawning ranks
     shards = open_stage_shards(parsed, data_root, verify=False)
-    resolved = resolve_stage_lengths(parsed, nproc, planned_tokens(shards))
+    budgets = planned_tokens(shards)
+    resolved = resolve_stage_lengths(parsed, nproc, budgets)
     check_stop_after(resolved, parse_stop_after(stop_after, parsed))
     for s in resolved.stages:
-        log.info("stage %s: %d steps (%s)", s.name, s.steps, _length_note(s, nproc))
+        per_step = s.stream_tokens_per_step(nproc)
+        budget = s.token_budget(budgets)
+        length = f"of a {budget:,}-token budget" if budget else "set in steps"
+        log.info("stage %s: %d steps x %d tokens (%s)", s.name, s.steps, per_step, length)
     check_run_dir(out, resume=resume)  # before anything in `out` is touched
     out.mkdir(parents=True, exist_ok=True)
     # the run directory is self-describing: `sharpen export RUN` finds the model's shape
@@ -120,13 +124,6 @@ def run_training(
     if not summary_path.is_file():
         return {}
     return json.loads(summary_path.read_text(encoding="utf-8"))
-
-
-def _length_note(stage: Any, nproc: int) -> str:
-    per_step = stage.stream_tokens_per_step(nproc)
-    if stage.tokens is None:
-        return f"{stage.steps * per_step} tokens at {per_step} per step"
-    return f"{stage.tokens} token budget / {per_step} tokens per step"
 
 
 def format_summary(summary: dict[str, dict[str, Any]]) -> str:

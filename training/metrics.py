@@ -119,6 +119,8 @@ def summarize(rows: list[dict[str, Any]], window: int = 10) -> dict[str, dict[st
     `skipped_steps` counts the stage's steps skipped for a non-finite loss.
 
     Fields only present when the rows carry them (older metrics files do not):
+    - stream_tokens: stream tokens the stage read (windows are seq_len + 1 tokens; what
+      a token budget counts);
     - mean_tokens_per_s: the stage's tokens over its summed step times (a slow step
       weighs by the time it took, as it does in the wall clock);
     - mean_mfu: the mean of the rows' `mfu` (None values left out);
@@ -151,6 +153,8 @@ def _observability(rows: list[dict[str, Any]], stage: str, window: int) -> dict[
     """The stage's throughput, memory, per-domain loss and passkey fields (see summarize)."""
     mine = [r for r in rows if r["stage"] == stage]
     out: dict[str, Any] = {}
+    if mine and "stage_tokens" in mine[-1]:
+        out["stream_tokens"] = mine[-1]["stage_tokens"]
     timed = [r for r in mine if r.get("tokens_per_s") and r.get("tokens")]
     if timed:
         seconds = sum(r["tokens"] / r["tokens_per_s"] for r in timed)

@@ -144,6 +144,10 @@ class StageSpec(BaseModel):
                 f"stage {self.name!r}: warmup_steps + decay steps exceed its {steps} steps"
             )
 
+    def token_budget(self, planned_tokens: dict[str, int]) -> int | None:
+        """The stage's budget in stream tokens (None when its length is set in steps)."""
+        return planned_tokens[self.data] if self.tokens == "planned" else self.tokens
+
     def stream_tokens_per_step(self, world_size: int) -> int:
         """Stream tokens one optimizer step reads (a window is seq_len + 1 tokens)."""
         return world_size * self.grad_accum * self.batch_size * (self.seq_len + 1)
@@ -244,7 +248,7 @@ def resolve_stage_lengths(
         if s.steps is not None:
             stages.append(s)
             continue
-        budget = planned_tokens[s.data] if s.tokens == "planned" else int(s.tokens or 0)
+        budget = s.token_budget(planned_tokens) or 0
         per_step = s.stream_tokens_per_step(world_size)
         steps = budget // per_step
         if steps < 1:

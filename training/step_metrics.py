@@ -47,8 +47,16 @@ class StepMetrics:
         self._t0 = time.perf_counter()
 
     def row(
-        self, result: StepResult, *, step: int, global_step: int, lr: float, skipped_total: int
+        self,
+        result: StepResult,
+        *,
+        step: int,
+        global_step: int,
+        lr: float,
+        skipped_total: int,
+        stage_tokens: int,
     ) -> dict[str, Any]:
+        """`stage_tokens`: stream tokens the stage has read so far (its budget's unit)."""
         seconds = time.perf_counter() - self._t0
         tokens_per_s = self.tokens_per_step / seconds
         by_domain = {
@@ -66,6 +74,7 @@ class StepMetrics:
             "lr": lr,
             "grad_norm": result.grad_norm,
             "tokens": self.tokens_per_step,
+            "stage_tokens": stage_tokens,
             "valid_tokens": result.valid_tokens,
             "tokens_per_s": tokens_per_s,
             "step_s": seconds,

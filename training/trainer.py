@@ -280,6 +280,7 @@ def train(
                     global_step=state.global_step,
                     lr=lr,
                     skipped_total=guard.skipped + result.skipped,
+                    stage_tokens=loader.tokens_consumed,
                 )
                 if step == stage.steps:  # the stage's last row carries its end-of-stage probe
                     probe = passkey_probe(
@@ -317,6 +318,10 @@ def train(
         metrics.close()
 
     summary = summarize(read_metrics(output / "metrics.jsonl")) if env.is_main else {}
+    budgets = planned_tokens(shards)
+    for stage in plan.stages:  # what the stage was asked to train on, beside what it did
+        if stage.name in summary and stage.tokens is not None:
+            summary[stage.name]["budget_tokens"] = stage.token_budget(budgets)
     if env.is_main:
         (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     dist.barrier()

@@ -109,3 +109,15 @@ def test_a_branched_anneal_continues_from_the_checkpoint_lr_to_zero(
     assert [r["lr"] for r in branched] == [r["lr"] for r in straight[4:]]
     assert branched[0]["lr"] < 0.002 and branched[-1]["lr"] == 0.0
     assert [r["loss"] for r in branched] == [r["loss"] for r in straight[4:]]
+
+
+def test_a_run_trains_its_planned_tokens_within_one_batch(world_of_one, mixture, tmp_path):
+    from training.trainer import train
+
+    planned = "  - {name: s, data: anneal, tokens: planned, seq_len: 32, batch_size: 16, lr: 0.01}"
+    summary = train(
+        load_plan(write_plan(tmp_path / "p.yaml", planned)), mixture, tmp_path / "r", world_of_one
+    )
+    budget, trained = summary["s"]["budget_tokens"], summary["s"]["stream_tokens"]
+    rows = read_metrics(tmp_path / "r" / "metrics.jsonl")
+    assert trained == len(rows) * 16 * 33 and 0 <= budget - trained < 16 * 33

@@ -167,6 +167,11 @@ class PackedLoader:
             at += len(piece)
         return pack_windows(tokens, doc_start, self.seq_len, domains)
 
+    @property
+    def tokens_consumed(self) -> int:
+        """Stream tokens this stage's steps have read so far, over all ranks."""
+        return self._tokens_consumed
+
     # ---- resumable state --------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
