@@ -59,11 +59,24 @@ def _expand_kv(
     return k.repeat_interleave(groups, dim=2), v.repeat_interleave(groups, dim=2)
 
 
+def _native_gqa(q: torch.Tensor) -> bool:
+    """Whether SDPA's own GQA (`enable_gqa`, no k/v copies) keeps a fused kernel.
+
+    CPU's flash kernel takes any dtype; on CUDA the flash kernel needs bf16/fp16 and head
+    dim <= 256, and the memory-efficient one (fp32) has no GQA, so there SDPA would fall
+    back to the unfused math path: expand instead.
+    """
+    return q.device.type == "cpu" or (q.dtype in HALF_DTYPES and q.shape[-1] <= 256)
+
+
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """One document per row: q (B, T, H, D), k/v (B, T, Hkv, D) -> (B, T, H, D)."""
-    k, v = _expand_kv(q, k, v)
+    gqa = q.shape[2] != k.shape[2] and _native_gqa(q)
+    if not gqa:
+        k, v = _expand_kv(q, k, v)
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))
-    return F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+    return out.transpose(1, 2)
 
 
 def dense_mask(segment_ids: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Model FLOPs utilisation (MFU): training FLOPs per token, device peaks, and their ratio.
 
-The formula is PaLM's (Chowdhery et al. 2022, appendix B), also used by Megatron-LM,
-torchtitan and nanoGPT, so our MFU compares with published numbers:
+The formula is PaLM's (Chowdhery et al. 2022, appendix B), also used by torchtitan and
+nanoGPT, so our MFU compares with published numbers:
 
     flops_per_token = 6 * N + 12 * n_layers * (n_heads * head_dim) * T
 
