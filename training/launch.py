@@ -79,8 +79,7 @@ def run_torchrun(
             text = _read_from(log_path, start)
             # torchrun's failure report names a killed rank; without a report (torchrun
             # itself died first) the ranks' own marks do
-            killed = killed_ranks(text) if _REPORTED.search(text) else silent_ranks(
-                Path(error_dir))
+            killed = killed_ranks(text) if _REPORTED.search(text) else silent_ranks(Path(error_dir))
             cause = killed[0] if killed else root_cause(Path(error_dir))
             cause = cause or f"torchrun exited with code {code}"
             where = f" (full log: {log_path})"
@@ -197,9 +196,12 @@ def silent_ranks(error_dir: Path) -> list[str]:
     marks = error_dir / "rank-marks"
     errored = {p.parent.name for p in error_dir.rglob("error.json")}
     started = sorted(int(p.stem) for p in marks.glob("*.started")) if marks.is_dir() else []
-    return [f"rank {r} failed: killed by a signal without an error report (e.g. SIGKILL, "
-            f"the OOM killer)" for r in started
-            if not (marks / f"{r}.ended").exists() and str(r) not in errored]
+    return [
+        f"rank {r} failed: killed by a signal without an error report (e.g. SIGKILL, "
+        f"the OOM killer)"
+        for r in started
+        if not (marks / f"{r}.ended").exists() and str(r) not in errored
+    ]
 
 
 def _read_from(path: Path, offset: int, limit: int = 200_000) -> str:

@@ -14,19 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from training.checkpoint import (
-    TRAINER_STATE,
-    latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
+from training.checkpoint import load_checkpoint, save_checkpoint
 from training.checkpoint import stage_checkpoint_dir as ckpt_dir
 from training.data.loader import PackedLoader
 from training.data.packing import PackedBatch
@@ -36,64 +30,31 @@ from training.model import ModelConfig, Transformer
 from training.model.rope_schedule import stage_rope_settings
 from training.objectives import build_objective
 from training.observability import Progress, RunMetrics
-from training.optim import build_adamw, set_lr, set_weight_decay, wsd_lr
+from training.optim import build_adamw, set_lr, set_weight_decay
 from training.parallel import (
     DistEnv,
     apply_activation_checkpointing,
     compile_blocks,
     shard_model,
 )
-from training.plan import StageSpec, TrainPlan, resolve_stage_lengths
+from training.plan import TrainPlan, resolve_stage_lengths
+from training.run_state import RunState, check_stop_after, resume_state, trainer_state
+from training.stage_schedule import stage_lr, stage_peak_lrs, stage_rope_thetas
 from training.step_metrics import StepMetrics
 from training.train_step import NonFiniteGuard, train_step
 
+# stage_rope_thetas and check_stop_after stay importable here for callers of the loop
+__all__ = [
+    "build_model",
+    "check_stop_after",
+    "open_stage_shards",
+    "planned_tokens",
+    "stage_peak_lrs",
+    "stage_rope_thetas",
+    "train",
+]
+
 log = logging.getLogger(__name__)
-
-
-def stage_peak_lrs(plan: TrainPlan) -> list[float]:
-    """Each stage's peak LR. `lr: null` continues at the LR the stage starts from: the
-    previous stage's final LR, or for a stage branched off another run (`init_from`,
-    e.g. an anneal) the LR that run's checkpoint last stepped with."""
-    if not plan.resolved:
-        raise ValueError("stage_peak_lrs needs a plan with resolved stage lengths")
-    peaks: list[float] = []
-    for i, s in enumerate(plan.stages):
-        if s.lr is not None:
-            peaks.append(s.lr)
-        elif s.init_from is not None:
-            peaks.append(checkpoint_lr(s.init_from))
-        else:
-            prev = plan.stages[i - 1]
-            peaks.append(_lr(prev, prev.steps, peaks[-1]))
-    return peaks
-
-
-def checkpoint_lr(path: Path) -> float:
-    """The LR of the last step before a checkpoint was saved (recorded since trainer_state v2)."""
-    saved = json.loads((path / TRAINER_STATE).read_text(encoding="utf-8"))
-    if "lr" not in saved:
-        raise ValueError(
-            f"{path}: the checkpoint does not record its LR (saved by an older version); "
-            "give the stage an explicit lr"
-        )
-    return float(saved["lr"])
-
-
-def stage_rope_thetas(plan: TrainPlan) -> list[float]:
-    """A stage's `rope_theta` holds for it and every later stage until overridden."""
-    return [theta for theta, _ in stage_rope_settings(plan)]
-
-
-def _lr(stage: StageSpec, step: int, peak: float) -> float:
-    return wsd_lr(
-        step,
-        total_steps=stage.steps,
-        peak_lr=peak,
-        min_lr=stage.min_lr,
-        warmup_steps=stage.warmup_steps,
-        decay_fraction=stage.decay_fraction,
-        shape=stage.decay_shape,
-    )
 
 
 def open_stage_shards(plan: TrainPlan, data_root: Path, *, verify: bool | str) -> dict[str, Any]:
@@ -115,15 +76,6 @@ def planned_tokens(shards: dict[str, Any]) -> dict[str, int]:
     return {name: int(sh.manifest["total_tokens"]) for name, sh in shards.items()}
 
 
-def check_stop_after(plan: TrainPlan, stop_after: tuple[str, int] | None) -> None:
-    """`--stop-after STAGE:STEP` must name a step the (resolved) plan reaches."""
-    steps = {s.name: s.steps for s in plan.stages}
-    if stop_after is not None and not 1 <= stop_after[1] <= (steps.get(stop_after[0]) or 0):
-        raise ValueError(
-            f"--stop-after {stop_after[0]}:{stop_after[1]}: outside the plan's steps {steps}"
-        )
-
-
 def build_model(plan: TrainPlan, vocab_size: int, env: DistEnv) -> Transformer:
     """The same init on every rank (seeded before sharding), then AC per block, then FSDP2."""
     cfg = ModelConfig(**plan.model.model_dump(), vocab_size=vocab_size)
@@ -136,37 +88,6 @@ def build_model(plan: TrainPlan, vocab_size: int, env: DistEnv) -> Transformer:
         compile_blocks(model)
     shard_model(model, env.mesh["dp"], getattr(torch, plan.dtype))
     return model
-
-
-@dataclass
-class RunState:
-    """Where a run stands between steps; checkpoints store it as trainer_state.json."""
-
-    stage_index: int = 0
-    stage_step: int = 0  # steps done in that stage
-    global_step: int = 0
-    skipped_steps: int = 0  # non-finite steps skipped so far, over the whole run
-    loader: dict[str, Any] | None = None  # the stage loader's position (mid-stage only)
-
-
-def resume_state(
-    plan: TrainPlan, ckpt_root: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
-) -> RunState | None:
-    """Load the latest checkpoint into model and optimizer; None when there is none."""
-    path = latest_checkpoint(ckpt_root)
-    if path is None:
-        log.info("--resume: no checkpoint under %s, starting fresh", ckpt_root)
-        return None
-    saved = load_checkpoint(path, model, optimizer)
-    idx, step = int(saved["stage_index"]), int(saved["stage_step"])
-    if plan.stages[idx].name != saved["stage"]:
-        raise ValueError(f"{path}: checkpoint of stage {saved['stage']!r} does not fit the plan")
-    log.info("resuming from %s (stage %s, step %d)", path, saved["stage"], step)
-    state = RunState(idx, step, int(saved["global_step"]), int(saved.get("skipped_steps", 0)))
-    if step >= plan.stages[idx].steps:  # that stage is done: start the next one
-        return RunState(idx + 1, 0, state.global_step, state.skipped_steps)
-    state.loader = saved["loader"]
-    return state
 
 
 def enter_stage(
@@ -262,7 +183,7 @@ def train(
 
             for step in range(state.stage_step + 1, stage.steps + 1):
                 meter.start()
-                lr = _lr(stage, step, peaks[i])
+                lr = stage_lr(stage, step, peaks[i])
                 set_lr(optimizer, lr)
                 micro_batches = [b.to(env.device) for b in loader.next_batches()]
                 result = train_step(
@@ -326,20 +247,3 @@ def train(
         (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     dist.barrier()
     return summary
-
-
-def trainer_state(
-    state: RunState, stage: str, loader: PackedLoader, world_size: int, lr: float
-) -> dict[str, Any]:
-    """trainer_state.json: the run's position, the loader's, the world that saved it and
-    the LR of its last step (where a branched anneal continues from)."""
-    return {
-        "stage": stage,
-        "stage_index": state.stage_index,
-        "stage_step": state.stage_step,
-        "global_step": state.global_step,
-        "skipped_steps": state.skipped_steps,
-        "loader": loader.state_dict(),
-        "world_size": world_size,
-        "lr": lr,
-    }

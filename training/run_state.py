@@ -1,0 +1,78 @@
+"""Where a run stands between steps, saved in every checkpoint as trainer_state.json.
+
+A resume loads the latest checkpoint into the model and optimizer and continues at the
+step after it, with the loader at the same position in the token stream, so the losses
+that follow are bitwise those of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.checkpoint import latest_checkpoint, load_checkpoint
+from training.data.loader import PackedLoader
+from training.plan import TrainPlan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunState:
+    """Where a run stands between steps; checkpoints store it as trainer_state.json."""
+
+    stage_index: int = 0
+    stage_step: int = 0  # steps done in that stage
+    global_step: int = 0
+    skipped_steps: int = 0  # non-finite steps skipped so far, over the whole run
+    loader: dict[str, Any] | None = None  # the stage loader's position (mid-stage only)
+
+
+def resume_state(
+    plan: TrainPlan, ckpt_root: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> RunState | None:
+    """Load the latest checkpoint into model and optimizer; None when there is none."""
+    path = latest_checkpoint(ckpt_root)
+    if path is None:
+        log.info("--resume: no checkpoint under %s, starting fresh", ckpt_root)
+        return None
+    saved = load_checkpoint(path, model, optimizer)
+    idx, step = int(saved["stage_index"]), int(saved["stage_step"])
+    if plan.stages[idx].name != saved["stage"]:
+        raise ValueError(f"{path}: checkpoint of stage {saved['stage']!r} does not fit the plan")
+    log.info("resuming from %s (stage %s, step %d)", path, saved["stage"], step)
+    state = RunState(idx, step, int(saved["global_step"]), int(saved.get("skipped_steps", 0)))
+    if step >= plan.stages[idx].steps:  # that stage is done: start the next one
+        return RunState(idx + 1, 0, state.global_step, state.skipped_steps)
+    state.loader = saved["loader"]
+    return state
+
+
+def trainer_state(
+    state: RunState, stage: str, loader: PackedLoader, world_size: int, lr: float
+) -> dict[str, Any]:
+    """trainer_state.json: the run's position, the loader's, the world that saved it and
+    the LR of its last step (where a branched anneal continues from)."""
+    return {
+        "stage": stage,
+        "stage_index": state.stage_index,
+        "stage_step": state.stage_step,
+        "global_step": state.global_step,
+        "skipped_steps": state.skipped_steps,
+        "loader": loader.state_dict(),
+        "world_size": world_size,
+        "lr": lr,
+    }
+
+
+def check_stop_after(plan: TrainPlan, stop_after: tuple[str, int] | None) -> None:
+    """`--stop-after STAGE:STEP` must name a step the (resolved) plan reaches."""
+    steps = {s.name: s.steps for s in plan.stages}
+    if stop_after is not None and not 1 <= stop_after[1] <= (steps.get(stop_after[0]) or 0):
+        raise ValueError(
+            f"--stop-after {stop_after[0]}:{stop_after[1]}: outside the plan's steps {steps}"
+        )
