@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml
 	@# KenLM's build prerequisites (apt) and lmplz/build_binary, built once from the kenlm
 	@# sdist and cached; before the project, whose `kenlm` query module compiles at install
 	$(PY) curation/quality/kenlm_build.py
+	@# bubblewrap for the code-reward sandbox (training/rewards/sandbox.py), as root with apt;
+	@# optional: without it the sandbox uses util-linux `unshare`
+	@command -v bwrap >/dev/null || { test "$$(id -u)" = 0 && export DEBIAN_FRONTEND=noninteractive \
+	  && { apt-get install -y -qq bubblewrap || { apt-get update -qq && apt-get install -y -qq bubblewrap; }; } \
+	  >/dev/null 2>&1; } || echo "note: bubblewrap not installed; the code sandbox will use unshare"
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 

@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     from sharpen import demo
     from training import cli as training_cli
     from training.interop import export_cli
+    from training.rewards import cli as sandbox_cli
 
     parser = argparse.ArgumentParser(
         prog="sharpen",
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     mixtures_cli.register(sub)
     training_cli.register(sub)
     export_cli.register(sub)
+    sandbox_cli.register(sub)
     demo.register(sub)
     return parser
 

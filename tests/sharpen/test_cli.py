@@ -23,6 +23,7 @@ def test_every_stage_has_a_subcommand():
                  ["mix", "--curated", "c", "--recipe", "r.yaml", "--output", "o"],
                  ["train", "--plan", "p.yaml", "--data", "d", "--output", "o"],
                  ["export", "runs/demo/train", "--output", "o"],
+                 ["sandbox", "run", "prog.py", "--tests", "t.py", "--timeout", "2"],
                  ["demo"]):
         args = parser.parse_args(argv)
         assert callable(args.func)
