@@ -1,8 +1,12 @@
-"""`sharpen mix`: materialise a recipe's stages from a curated table."""
+"""`sharpen mix`: materialise a recipe's stages from a curated table (the default), or
+tokenise chat data into a post-training stage (`sharpen mix sft`, `sharpen mix preferences`,
+alias `dpo`)."""
 
 from __future__ import annotations
 
 import argparse
+
+PRE_TRAINING_FLAGS = ("curated", "recipe", "output")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -11,14 +15,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "mix",
         help="plan a mixture recipe and write tokenised Arrow stage shards",
         description="Curated Parquet table + recipe YAML -> tokenizer, per-stage plans, "
-        "shuffled Arrow IPC shards with manifests, and plan.json.",
+        "shuffled Arrow IPC shards with manifests, and plan.json. `sharpen mix sft ...` and "
+        "`sharpen mix preferences ...` write a post-training stage from chat JSONL instead.",
     )
-    p.add_argument("--curated", required=True, help="curate output dir or its curated/ table")
-    p.add_argument("--recipe", required=True, help="mixture recipe YAML")
-    p.add_argument("--output", required=True, help="output directory for stages and plan.json")
+    p.add_argument("--curated", help="curate output dir or its curated/ table (required)")
+    p.add_argument("--recipe", help="mixture recipe YAML (required)")
+    p.add_argument("--output", help="output directory for stages and plan.json (required)")
     p.add_argument("--tokenizer", default=None, help="local tokenizer.json (skip training)")
     p.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, _mix_parser=p)
+    inner = p.add_subparsers(dest="mix_command", metavar="{sft,preferences}")
+    for name, aliases, what in (
+        ("sft", [], 'conversations, {"messages": [{"role", "content"}, ...]} per line'),
+        ("preferences", ["dpo"], '{"prompt", "chosen", "rejected"} per line'),
+    ):
+        q = inner.add_parser(
+            name,
+            aliases=aliases,
+            help=f"chat JSONL ({name}) -> a tokenised {name} stage",
+            description=f"JSONL(.gz) of {what} -> OUTPUT/STAGE/ (Arrow shards + manifest) "
+            "beside OUTPUT/tokenizer/. Malformed lines are skipped and counted by reason "
+            "(--strict: the first is an error naming its file and line).",
+        )
+        q.add_argument("--input", "-i", nargs="+", required=True, help="JSONL or JSONL.gz files")
+        q.add_argument(
+            "--tokenizer",
+            required=True,
+            help="tokenizer.json with the chat tokens (the "
+            "pre-training mix's OUTPUT/tokenizer/tokenizer.json)",
+        )
+        q.add_argument("--output", "-o", required=True, help="output (data root) directory")
+        q.add_argument("--stage", default=name, help=f"stage directory name (default {name})")
+        q.add_argument("--domain", default="chat", help="domain of records without one")
+        q.add_argument(
+            "--max-tokens",
+            type=int,
+            default=None,
+            help="skip records longer than this once "
+            "rendered (a conversation, or prompt + the longer reply); e.g. seq_len + 1",
+        )
+        q.add_argument("--seed", type=int, default=0, help="seed of the row shuffle")
+        q.add_argument("--strict", action="store_true", help="fail on the first malformed line")
+        q.add_argument("--rows-per-shard", type=int, default=50_000)
+        q.set_defaults(func=run_chat, kind=name)
 
 
 def format_summary(summary: dict) -> str:
@@ -49,6 +88,10 @@ def format_summary(summary: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     from mixtures.materialize import run_mix
 
+    missing = [f"--{f}" for f in PRE_TRAINING_FLAGS if getattr(args, f) is None]
+    if missing:
+        args._mix_parser.error(f"the following arguments are required: {', '.join(missing)}")
+
     summary = run_mix(
         curated=args.curated,
         recipe_path=args.recipe,
@@ -59,3 +102,40 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(summary))
     print(f"plan: {args.output}/plan.json")
     return 0
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    from mixtures.chat_stages import mix_preferences, mix_sft
+
+    mix = mix_sft if args.kind == "sft" else mix_preferences
+    summary = mix(
+        args.input,
+        args.tokenizer,
+        args.output,
+        stage=args.stage,
+        domain=args.domain,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        strict=args.strict,
+        rows_per_shard=args.rows_per_shard,
+    )
+    print(format_chat_summary(summary))
+    print(f"manifest: {summary['dir']}/manifest.json")
+    return 0
+
+
+def format_chat_summary(summary: dict) -> str:
+    """One line for the stage, one for what was skipped (by reason), if anything."""
+    trainable = summary["trainable_tokens"]
+    what = "conversations" if summary["kind"] == "sft" else "pairs"
+    line = (
+        f"stage {summary['stage']} ({summary['kind']}): {summary['rows']:,} {what}, "
+        f"{summary['tokens']:,} tokens"
+        + (f" ({trainable:,} trainable)" if trainable is not None else "")
+        + f" in {summary['shards']} shard(s)"
+    )
+    skipped = summary["records"]["skipped"]
+    if skipped:
+        reasons = ", ".join(f"{k} {v}" for k, v in skipped.items())
+        line += f"\nskipped {sum(skipped.values()):,} malformed record(s): {reasons}"
+    return line

@@ -9,6 +9,12 @@ Version 2 adds per-shard ``tokens_by_domain`` and ``tokens_by_quality_bucket`` s
 stage-level breakdowns can be checked exactly; version 1 manifests are still read, and
 their breakdowns are checked only against ``total_tokens``.
 
+Version 3 adds ``kind``, for post-training stages: ``sft`` (conversations: ``tokens`` and an
+aligned ``loss_mask``, per-shard and total ``trainable_tokens``) and ``preferences``
+(``prompt``/``chosen``/``rejected`` token lists; ``tokens`` counts all three). They record
+``tokens_by_domain`` only. Pre-training stages stay version 2 (no ``kind``: "pretrain"), so
+a reader that predates post-training refuses these stages instead of misreading them.
+
 Pure pyarrow + numpy: the trainer imports this through `mixtures.shards`.
 """
 
@@ -25,8 +31,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 2  # pre-training stages
+KIND_FORMAT_VERSION = 3  # post-training stages, which carry a `kind`
+READABLE_VERSIONS = (1, 2, 3)
+PRETRAIN, SFT, PREFERENCES = "pretrain", "sft", "preferences"
 MANIFEST_NAME = "manifest.json"
 SHARD_PATTERN = "shard-{:05d}.arrow"
 TOKENIZER_KEYS = ("path", "sha256", "vocab_size", "bos_id", "eos_id")
@@ -44,6 +52,33 @@ SCHEMA = pa.schema(
         pa.field("copy", pa.int32(), nullable=False),
     ]
 )
+_META = [
+    pa.field("doc_id", pa.string(), nullable=False),  # the record's id, or <file>:<line>
+    pa.field("domain", pa.dictionary(pa.int32(), pa.string()), nullable=False),
+    pa.field("source", pa.string(), nullable=False),  # the input file's name
+]
+SFT_SCHEMA = pa.schema(
+    [
+        pa.field("tokens", pa.list_(pa.uint32()), nullable=False),
+        pa.field("loss_mask", pa.list_(pa.uint8()), nullable=False),  # 1: token is a target
+        *_META,
+    ]
+)
+PREFERENCE_SCHEMA = pa.schema(
+    [
+        pa.field("prompt", pa.list_(pa.uint32()), nullable=False),  # ends with <|assistant|>
+        pa.field("chosen", pa.list_(pa.uint32()), nullable=False),  # reply + <|end|>
+        pa.field("rejected", pa.list_(pa.uint32()), nullable=False),
+        *_META,
+    ]
+)
+SCHEMAS = {PRETRAIN: SCHEMA, SFT: SFT_SCHEMA, PREFERENCES: PREFERENCE_SCHEMA}
+TOKEN_COLUMNS = {
+    PRETRAIN: ("tokens",),
+    SFT: ("tokens",),
+    PREFERENCES: ("prompt", "chosen", "rejected"),
+}
+SUMMED = {SFT: ("trainable_tokens",)}  # per-shard counts whose sum the manifest states
 # Arrow list offsets are int32: keep a shard well below 2**31 tokens even for 128k-token docs.
 DEFAULT_MAX_SHARD_TOKENS = 1 << 28
 
@@ -82,6 +117,26 @@ def total_tokens(tokens: pa.ChunkedArray) -> int:
     return total
 
 
+def manifest_kind(manifest: dict[str, Any]) -> str:
+    """A stage's kind; manifests before version 3 are pre-training stages."""
+    return str(manifest.get("kind", PRETRAIN))
+
+
+def kind_breakdowns(kind: str) -> tuple[str, ...]:
+    """Per-domain (and, for pre-training, per-bucket) token counts a manifest records."""
+    return BREAKDOWNS if kind == PRETRAIN else BREAKDOWNS[:1]
+
+
+def row_tokens(table: pa.Table, kind: str = PRETRAIN) -> np.ndarray:
+    """Tokens per row: a document copy, a conversation, or a pair's prompt+chosen+rejected."""
+    return sum(token_lengths(table.column(c)) for c in TOKEN_COLUMNS[kind])
+
+
+def table_tokens(table: pa.Table, kind: str = PRETRAIN) -> int:
+    """A shard's tokens from its list offsets alone (no data read)."""
+    return sum(total_tokens(table.column(c)) for c in TOKEN_COLUMNS[kind])
+
+
 def _tokens_by(keys: pa.Array | pa.ChunkedArray, lengths: np.ndarray) -> dict[str, int]:
     """Tokens per distinct key (domain, or quality bucket), in key order, keys as strings."""
     stats = pa.table({"k": keys, "n": lengths}).group_by("k").aggregate([("n", "sum")])
@@ -89,13 +144,20 @@ def _tokens_by(keys: pa.Array | pa.ChunkedArray, lengths: np.ndarray) -> dict[st
     return {str(k): int(n) for k, n in sorted(pairs)}
 
 
-def shard_breakdowns(table: pa.Table) -> dict[str, dict[str, int]]:
-    """A shard's tokens by domain and by quality bucket, as its manifest entry records them."""
-    lengths = token_lengths(table.column("tokens"))
-    return {
-        "tokens_by_domain": _tokens_by(table.column("domain").cast(pa.string()), lengths),
-        "tokens_by_quality_bucket": _tokens_by(table.column("quality_bucket"), lengths),
+def shard_breakdowns(table: pa.Table, kind: str = PRETRAIN) -> dict[str, Any]:
+    """What a shard's manifest entry records beyond path, sha256, rows and tokens: tokens by
+    domain (and quality bucket), and an SFT shard's trainable tokens."""
+    lengths = row_tokens(table, kind)
+    out: dict[str, Any] = {
+        "tokens_by_domain": _tokens_by(table.column("domain").cast(pa.string()), lengths)
     }
+    if kind == PRETRAIN:
+        out["tokens_by_quality_bucket"] = _tokens_by(table.column("quality_bucket"), lengths)
+    if kind == SFT:
+        out["trainable_tokens"] = int(
+            pc.sum(pc.list_flatten(table.column("loss_mask"))).as_py() or 0
+        )
+    return out
 
 
 def load_manifest(path: Path) -> dict[str, Any]:
@@ -119,7 +181,15 @@ def check_manifest(manifest: dict[str, Any], where: str) -> None:
         raise ShardError(
             f"{where}: format_version {version!r}, this reader reads {list(READABLE_VERSIONS)}"
         )
-    for key in ("stage", "tokenizer", "shards", "seed", "total_rows", "total_tokens", *BREAKDOWNS):
+    kind = manifest_kind(manifest)
+    if (version >= KIND_FORMAT_VERSION) != ("kind" in manifest) or kind not in SCHEMAS:
+        raise ShardError(
+            f"{where}: kind {manifest.get('kind')!r} with format_version {version}; version "
+            f"{KIND_FORMAT_VERSION} manifests need a kind, one of {sorted(SCHEMAS)}"
+        )
+    breakdowns, summed = kind_breakdowns(kind), SUMMED.get(kind, ())
+    required = ("stage", "tokenizer", "shards", "seed", "total_rows", "total_tokens")
+    for key in required + breakdowns + summed:
         if key not in manifest:
             raise ShardError(f"{where}: manifest lacks {key!r}")
     tok = manifest["tokenizer"]
@@ -128,16 +198,16 @@ def check_manifest(manifest: dict[str, Any], where: str) -> None:
     shards = manifest["shards"]
     if not isinstance(shards, list):
         raise ShardError(f"{where}: manifest field 'shards' is not a list")
-    keys = SHARD_KEYS + (BREAKDOWNS if version >= 2 else ())
+    keys = SHARD_KEYS + (breakdowns if version >= 2 else ()) + summed
     for i, s in enumerate(shards):
         if not isinstance(s, dict) or not set(keys) <= s.keys():
             raise ShardError(f"{where}: shards[{i}] needs {', '.join(keys)}")
         rel = Path(str(s["path"]))
         if rel.is_absolute() or ".." in rel.parts:
             raise ShardError(f"{where}: shards[{i}].path {s['path']!r} must be relative")
-        for key in ("rows", "tokens"):
+        for key in ("rows", "tokens", *summed):
             _count(s[key], where, f"shards[{i}].{key}")
-        for key in BREAKDOWNS if version >= 2 else ():
+        for key in breakdowns if version >= 2 else ():
             got = sum(_counts(s[key], where, f"shards[{i}].{key}").values())
             if got != s["tokens"]:
                 raise ShardError(
@@ -146,7 +216,9 @@ def check_manifest(manifest: dict[str, Any], where: str) -> None:
                 )
     _check_total(manifest, where, "total_rows", sum(s["rows"] for s in shards))
     _check_total(manifest, where, "total_tokens", sum(s["tokens"] for s in shards))
-    for key in BREAKDOWNS:
+    for key in summed:
+        _check_total(manifest, where, key, sum(s[key] for s in shards))
+    for key in breakdowns:
         stated = _counts(manifest[key], where, key)
         if version >= 2:
             derived = _sum_counts(s[key] for s in shards)

@@ -12,6 +12,9 @@ by one background thread when a reader first asks for it or prefetches it, and
 `StageShards.tokens` / `StageShards.rows` block until that shard is verified, so no token
 of an unverified shard is ever returned, yet no rank hashes a whole stage before step 1.
 
+Post-training stages (``kind`` in the manifest) use the same directory and checks with
+their own schema: an SFT stage adds `loss_mask`, a preference stage is read by `pairs`.
+
 Pure pyarrow + numpy: the trainer imports this module, so it must never pull in Spark.
 """
 
@@ -21,7 +24,7 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -30,13 +33,17 @@ import pyarrow.ipc as ipc
 from mixtures.shard_format import (
     FORMAT_VERSION,
     MANIFEST_NAME,
+    PREFERENCES,
     SCHEMA,
+    SCHEMAS,
+    SFT,
     ShardError,
     canonical_sha256,
     file_sha256,
     load_manifest,
+    manifest_kind,
     shard_breakdowns,
-    total_tokens,
+    table_tokens,
 )
 from mixtures.stage_writer import StageWriter, check_replaceable
 
@@ -44,6 +51,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "ON_READ",
+    "PairArrays",
     "SCHEMA",
     "ShardError",
     "StageShards",
@@ -74,6 +82,16 @@ def background_hasher() -> ThreadPoolExecutor:
         return _hasher[1]
 
 
+class PairArrays(NamedTuple):
+    """A preference shard's columns as (uint32 values, int64 offsets), like `tokens`."""
+
+    prompt: tuple[np.ndarray, np.ndarray]
+    chosen: tuple[np.ndarray, np.ndarray]
+    rejected: tuple[np.ndarray, np.ndarray]
+    domains: np.ndarray  # int64 index into `StageShards.domains`, per pair
+    first_index: int  # the stage-wide index of the shard's first pair (manifest order)
+
+
 class StageShards:
     """Read side of a stage directory: manifest, memory-mapped shards, zero-copy token views.
 
@@ -81,6 +99,8 @@ class StageShards:
     ``tokens_by_domain``, so every rank and every resume maps a domain to the same index.
     Hash statistics (``hash_requests``: shards whose check was started, in order;
     ``hashes_completed``: shard files hashed) let callers and tests see what was hashed.
+    ``kind`` is "pretrain", "sft" or "preferences"; ``row_starts[i]`` is shard i's first
+    row as a stage-wide index (a preference pair's stable ``pair_index``).
     """
 
     def __init__(self, stage_dir: Path, manifest: dict, *, on_read: bool = False) -> None:
@@ -90,6 +110,9 @@ class StageShards:
         self.num_shards = len(manifest["shards"])
         self.total_tokens = int(sum(s["tokens"] for s in manifest["shards"]))
         self.total_rows = int(sum(s["rows"] for s in manifest["shards"]))
+        self.kind = manifest_kind(manifest)
+        self.schema = SCHEMAS[self.kind]
+        self.row_starts = np.cumsum([0] + [int(s["rows"]) for s in manifest["shards"]])
         self.domains: list[str] = sorted(str(d) for d in manifest["tokens_by_domain"])
         self._domain_index = {d: i for i, d in enumerate(self.domains)}
         self.verifies_on_read = on_read
@@ -146,7 +169,7 @@ class StageShards:
         if not path.is_file():
             raise ShardError(f"{path}: shard listed in {self.manifest_path} is missing")
         table = self.shard(i)
-        tokens = total_tokens(table.column("tokens"))
+        tokens = table_tokens(table, self.kind)
         if table.num_rows != entry["rows"] or tokens != entry["tokens"]:
             raise ShardError(
                 f"{path}: {table.num_rows} rows / {tokens} tokens, {self.manifest_path} says "
@@ -170,7 +193,7 @@ class StageShards:
             )
         table = self.check_shard(i)
         if "tokens_by_domain" in entry:  # format_version >= 2
-            for key, counts in shard_breakdowns(table).items():
+            for key, counts in shard_breakdowns(table, self.kind).items():
                 if counts != entry[key]:
                     raise ShardError(
                         f"{path}: {key} {counts}, {self.manifest_path} says {entry[key]}"
@@ -217,8 +240,10 @@ class StageShards:
             table = ipc.open_file(source).read_all()
         except (OSError, pa.ArrowInvalid) as e:
             raise ShardError(f"{path}: not a readable Arrow IPC file (truncated?): {e}") from e
-        if not table.schema.equals(SCHEMA):
-            raise ShardError(f"{path}: schema {table.schema} differs from the shard schema")
+        if not table.schema.equals(self.schema):
+            raise ShardError(
+                f"{path}: schema {table.schema} differs from the {self.kind} shard schema"
+            )
         return table
 
     def tokens(self, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -228,7 +253,15 @@ class StageShards:
         are widened from Arrow's int32 and rebased so ``offsets[0] == 0``.
         """
         self.wait_verified(i)
-        return _token_arrays(self.shard(i).column("tokens"))
+        return _list_arrays(self._stream_table(i).column("tokens"))
+
+    def _stream_table(self, i: int) -> pa.Table:
+        if self.kind == PREFERENCES:
+            raise ShardError(
+                f"{self.stage_dir}: a preferences stage holds pairs, not a token stream "
+                "(read it with pairs(), train it with a PreferenceLoader)"
+            )
+        return self.shard(i)
 
     def rows(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`tokens(i)` plus each row's domain as an int64 index into ``self.domains``.
@@ -237,8 +270,27 @@ class StageShards:
         onto the stage's sorted list (4 bytes per row read, not per token).
         """
         self.wait_verified(i)
+        table = self._stream_table(i)
+        values, offsets = _list_arrays(table.column("tokens"))
+        return values, offsets, self._domain_codes(i, table)
+
+    def loss_mask(self, i: int) -> np.ndarray:
+        """An SFT shard's uint8 loss mask, aligned with `tokens(i)` values (1: a target)."""
+        if self.kind != SFT:
+            raise ShardError(f"{self.stage_dir}: a {self.kind} stage has no loss_mask")
+        self.wait_verified(i)
+        return _list_arrays(self.shard(i).column("loss_mask"), np.uint8)[0]
+
+    def pairs(self, i: int) -> PairArrays:
+        """A preference shard's prompt, chosen and rejected tokens, once it is verified."""
+        if self.kind != PREFERENCES:
+            raise ShardError(f"{self.stage_dir}: a {self.kind} stage has no preference pairs")
+        self.wait_verified(i)
         table = self.shard(i)
-        values, offsets = _token_arrays(table.column("tokens"))
+        cols = [_list_arrays(table.column(c)) for c in ("prompt", "chosen", "rejected")]
+        return PairArrays(*cols, self._domain_codes(i, table), int(self.row_starts[i]))
+
+    def _domain_codes(self, i: int, table: pa.Table) -> np.ndarray:
         parts = []
         for chunk in table.column("domain").chunks:
             names = chunk.dictionary.to_pylist()
@@ -254,7 +306,7 @@ class StageShards:
                 f"{self.shard_path(i)}: domain(s) {unknown} are not in tokens_by_domain of "
                 f"{self.manifest_path}"
             )
-        return values, offsets, codes
+        return codes
 
     def iter_tables(self):
         """Yield each shard's Table in order, each verified first when verifying on read."""
@@ -266,15 +318,17 @@ class StageShards:
             yield self.shard(i)
 
 
-def _token_arrays(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-copy uint32 values and rebased int64 offsets of a list<uint32> column."""
+def _list_arrays(
+    column: pa.ChunkedArray, dtype: type[np.generic] = np.uint32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-copy values and rebased int64 offsets of a list<uint32> (or list<uint8>) column."""
     arr = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     offsets32 = np.frombuffer(arr.buffers()[1], dtype=np.int32)
     offsets32 = offsets32[arr.offset : arr.offset + len(arr) + 1]
     base = int(offsets32[0]) if len(offsets32) else 0
     offsets = offsets32.astype(np.int64) - base
     child = arr.values
-    values = np.frombuffer(child.buffers()[1], dtype=np.uint32)
+    values = np.frombuffer(child.buffers()[1], dtype=dtype)
     values = values[
         child.offset + base : child.offset + base + int(offsets[-1] if len(offsets) else 0)
     ]

@@ -24,33 +24,43 @@ import pyarrow.ipc as ipc
 from mixtures.shard_format import (
     DEFAULT_MAX_SHARD_TOKENS,
     FORMAT_VERSION,
+    KIND_FORMAT_VERSION,
     MANIFEST_NAME,
-    SCHEMA,
+    PRETRAIN,
+    SCHEMAS,
+    SFT,
     SHARD_PATTERN,
+    SUMMED,
+    TOKEN_COLUMNS,
     TOKENIZER_KEYS,
     ShardError,
     canonical_sha256,
     file_sha256,
+    row_tokens,
     shard_breakdowns,
     token_lengths,
 )
 
 log = logging.getLogger(__name__)
 
-_STAGE_FILE = re.compile(r"^(shard-\d{5,}\.arrow|manifest\.json)(\.tmp)?$")
+# reference_logps/: what DPO derives from a preference stage's pairs (keyed by pair_index),
+# dropped with the stage it was computed from when a rewrite replaces it.
+_STAGE_FILE = re.compile(r"^(shard-\d{5,}\.arrow|manifest\.json)(\.tmp)?$|^reference_logps$")
 
 
-def _to_table(batch: Mapping[str, Any] | pa.Table | pa.RecordBatch, where: str) -> pa.Table:
+def _to_table(
+    batch: Mapping[str, Any] | pa.Table | pa.RecordBatch, where: str, schema: pa.Schema
+) -> pa.Table:
     """Coerce a dict of columns / table / batch to the shard schema (domain as plain strings)."""
     if isinstance(batch, pa.RecordBatch):
         batch = pa.Table.from_batches([batch])
     if not isinstance(batch, pa.Table):
         batch = pa.table(dict(batch))
-    missing = [f.name for f in SCHEMA if f.name not in batch.column_names]
+    missing = [f.name for f in schema if f.name not in batch.column_names]
     if missing:
-        raise ValueError(f"{where}: write() is missing column(s) {missing}; needs {SCHEMA.names}")
+        raise ValueError(f"{where}: write() is missing column(s) {missing}; needs {schema.names}")
     columns = []
-    for field in SCHEMA:
+    for field in schema:
         col = batch.column(field.name)
         target = pa.string() if field.name == "domain" else field.type
         if pa.types.is_dictionary(col.type):
@@ -64,8 +74,7 @@ def _to_table(batch: Mapping[str, Any] | pa.Table | pa.RecordBatch, where: str) 
                 f"{where}: column {field.name!r} ({col.type}) is not {target}: {e}"
             ) from e
         columns.append(col)
-    names = SCHEMA.names
-    return pa.table(columns, names=names)
+    return pa.table(columns, names=schema.names)
 
 
 def write_error(e: OSError, path: Path, what: str = "") -> OSError:
@@ -102,6 +111,9 @@ class StageWriter:
     complete; an error removes it. So a reader sees a complete stage or none. A rewrite
     removes the old stage's manifest first: a failed rerun leaves no stale stage that
     still looks current (its shards may belong to another tokenizer or recipe).
+
+    ``kind`` picks the shard schema (`mixtures.shard_format.SCHEMAS`); post-training kinds
+    write a version 3 manifest carrying it, plus ``extra`` (e.g. the records skipped).
     """
 
     def __init__(
@@ -115,8 +127,13 @@ class StageWriter:
         lineage: dict,
         rows_per_shard: int = 50_000,
         max_shard_tokens: int = DEFAULT_MAX_SHARD_TOKENS,
+        kind: str = PRETRAIN,
+        extra: dict | None = None,
     ) -> None:
         self.stage_dir = Path(stage_dir)
+        if kind not in SCHEMAS:
+            raise ValueError(f"StageWriter({self.stage_dir}): kind {kind!r} not in {list(SCHEMAS)}")
+        self.kind, self.schema, self.extra = kind, SCHEMAS[kind], dict(extra or {})
         missing = [k for k in TOKENIZER_KEYS if k not in tokenizer]
         if missing:
             raise ValueError(f"StageWriter({self.stage_dir}): tokenizer dict lacks {missing}")
@@ -165,16 +182,19 @@ class StageWriter:
         """Append rows (dict of columns, Table or RecordBatch in the shard schema)."""
         if self._closed:
             raise ValueError(f"StageWriter({self.stage_dir}): write() after close()")
-        table = _to_table(batch, f"StageWriter({self.stage_dir})")
+        table = _to_table(batch, f"StageWriter({self.stage_dir})", self.schema)
         if table.num_rows == 0:
             return
-        values = pc.list_flatten(table.column("tokens"))
-        if len(values) and pc.max(values).as_py() >= self._vocab_size:
-            raise ValueError(
-                f"StageWriter({self.stage_dir}): token id {pc.max(values).as_py()} >= "
-                f"tokenizer vocab_size {self._vocab_size}"
-            )
-        lengths = token_lengths(table.column("tokens"))
+        for column in TOKEN_COLUMNS[self.kind]:
+            values = pc.list_flatten(table.column(column))
+            if len(values) and pc.max(values).as_py() >= self._vocab_size:
+                raise ValueError(
+                    f"StageWriter({self.stage_dir}): token id {pc.max(values).as_py()} >= "
+                    f"tokenizer vocab_size {self._vocab_size}"
+                )
+        if self.kind == SFT:
+            self._check_loss_mask(table)
+        lengths = row_tokens(table, self.kind)
         cum = np.concatenate([[0], np.cumsum(lengths)])
         start, n_rows = 0, table.num_rows
         # Cut the incoming rows wherever the pending shard fills up (rows or tokens).
@@ -201,6 +221,19 @@ class StageWriter:
             ):
                 self._flush()
 
+    def _check_loss_mask(self, table: pa.Table) -> None:
+        """One 0/1 flag per token, so a mask can never drift against its tokens."""
+        mask = table.column("loss_mask")
+        if not np.array_equal(token_lengths(mask), token_lengths(table.column("tokens"))):
+            raise ValueError(
+                f"StageWriter({self.stage_dir}): loss_mask and tokens differ in length"
+            )
+        flat = pc.list_flatten(mask)
+        if len(flat) and pc.max(flat).as_py() > 1:
+            raise ValueError(
+                f"StageWriter({self.stage_dir}): loss_mask holds values other than 0/1"
+            )
+
     def _append(self, table: pa.Table, n_tokens: int) -> None:
         if table.num_rows:
             self._pending.append(table)
@@ -214,16 +247,16 @@ class StageWriter:
         self._pending, self._pending_rows, self._pending_tokens = [], 0, 0
         domain = table.column("domain").combine_chunks().dictionary_encode()
         domain = domain.cast(pa.dictionary(pa.int32(), pa.string()))
-        table = table.set_column(SCHEMA.get_field_index("domain"), SCHEMA.field("domain"), domain)
-        table = table.cast(SCHEMA)
-        breakdowns = shard_breakdowns(table)
+        at = self.schema.get_field_index("domain")
+        table = table.set_column(at, self.schema.field("domain"), domain).cast(self.schema)
+        breakdowns = shard_breakdowns(table, self.kind)
         n_tokens = sum(breakdowns["tokens_by_domain"].values())
 
         name = SHARD_PATTERN.format(len(self._shards))
         final = self._partial / name
         tmp = final.with_name(name + ".tmp")
         try:
-            with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, SCHEMA) as writer:
+            with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, self.schema) as writer:
                 for b in table.to_batches(max_chunksize=None):  # one batch after combine_chunks
                     writer.write_batch(b)
             os.replace(tmp, final)
@@ -258,21 +291,7 @@ class StageWriter:
             raise ValueError(f"StageWriter({self.stage_dir}): closed after an error; no manifest")
         try:
             self._flush()
-            buckets = self._totals("tokens_by_quality_bucket")
-            manifest = {
-                "format_version": FORMAT_VERSION,
-                "stage": self.stage,
-                "tokenizer": self.tokenizer,
-                "recipe": self.recipe,
-                "recipe_sha256": canonical_sha256(self.recipe),
-                "seed": self.seed,
-                "shards": self._shards,
-                "total_rows": sum(s["rows"] for s in self._shards),
-                "total_tokens": sum(s["tokens"] for s in self._shards),
-                "tokens_by_domain": dict(sorted(self._totals("tokens_by_domain").items())),
-                "tokens_by_quality_bucket": {k: buckets[k] for k in sorted(buckets, key=int)},
-                "lineage": self.lineage,
-            }
+            manifest = self._manifest_fields()
             path = self._partial / MANIFEST_NAME
             try:
                 path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -285,6 +304,32 @@ class StageWriter:
         self._closed = True
         self._manifest = manifest
         return manifest
+
+    def _manifest_fields(self) -> dict:
+        """Pre-training keeps its version 2 manifest; other kinds add kind, totals, extra."""
+        shards = self._shards
+        manifest = {
+            "format_version": FORMAT_VERSION if self.kind == PRETRAIN else KIND_FORMAT_VERSION,
+            **({} if self.kind == PRETRAIN else {"kind": self.kind}),
+            "stage": self.stage,
+            "tokenizer": self.tokenizer,
+            "recipe": self.recipe,
+            "recipe_sha256": canonical_sha256(self.recipe),
+            "seed": self.seed,
+            "shards": shards,
+            "total_rows": sum(s["rows"] for s in shards),
+            "total_tokens": sum(s["tokens"] for s in shards),
+            "tokens_by_domain": dict(sorted(self._totals("tokens_by_domain").items())),
+        }
+        if self.kind == PRETRAIN:
+            buckets = self._totals("tokens_by_quality_bucket")
+            manifest["tokens_by_quality_bucket"] = {k: buckets[k] for k in sorted(buckets, key=int)}
+        for key in SUMMED.get(self.kind, ()):
+            manifest[key] = sum(s[key] for s in shards)
+        clash = sorted(manifest.keys() & self.extra.keys())
+        if clash:
+            raise ValueError(f"StageWriter({self.stage_dir}): extra fields {clash} are reserved")
+        return {**manifest, **self.extra, "lineage": self.lineage}
 
     def _move_into_place(self) -> None:
         """Swap the finished .partial directory in by rename (the old stage, if any, out)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,15 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
-SPECIAL_TOKENS = (BOS, EOS, PAD)
+# Chat roles come after bos/eos/pad (ids 3..6 in a trained tokenizer), so those ids stay.
+SYSTEM, USER, ASSISTANT, END = "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"
+ROLE_TOKENS = {"system": SYSTEM, "user": USER, "assistant": ASSISTANT}
+CHAT_TOKENS = (SYSTEM, USER, ASSISTANT, END)
+SPECIAL_TOKENS = (BOS, EOS, PAD, *CHAT_TOKENS)
+# The one chat template (`render_chats`): each message is its role token, its content as
+# plain text, then END; a generation prompt is the conversation so far plus ASSISTANT, and
+# a reply ends at END. The loss falls on assistant content and its END only.
+CHAT_TEMPLATE = "{role_token}{content}<|end|> per message; prompt: ...<|assistant|>"
 
 
 class TokenizerError(ValueError):
@@ -25,7 +33,8 @@ class TokenizerError(ValueError):
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2):
-    """Train a byte-level BPE (specials first: bos=0, eos=1, pad=2); deterministic for equal input."""
+    """Train a byte-level BPE (specials first: bos=0, eos=1, pad=2, then the chat roles);
+    deterministic for equal input."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -145,3 +154,67 @@ def encode_documents(
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return values, offsets
+
+
+def chat_token_ids(tok, where: str | Path = "tokenizer") -> dict[str, int]:
+    """Ids of the chat tokens. A tokenizer trained before they existed is refused, naming
+    them: adding them now would grow the vocabulary past a pre-trained model's embedding."""
+    ids = {t: tok.token_to_id(t) for t in CHAT_TOKENS}
+    missing = [t for t, i in ids.items() if i is None]
+    if missing:
+        raise TokenizerError(
+            f"{where}: tokenizer lacks the chat tokens {missing} (it was trained before they "
+            "existed); mix and pre-train with a tokenizer trained by this version"
+        )
+    return ids
+
+
+def encode_plain(tok, texts: Sequence[str]) -> list[list[int]]:
+    """Encode texts with special-token strings read as plain text, so content that spells
+    "<|assistant|>" or "<|end|>" cannot open or close a turn."""
+    before = tok.encode_special_tokens
+    tok.encode_special_tokens = True
+    try:
+        encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
+        return [e.ids for e in encode(list(texts), add_special_tokens=False)]
+    finally:
+        tok.encode_special_tokens = before
+
+
+def render_chats(
+    tok, conversations: Sequence[Sequence[Mapping[str, str]]], *, generation_prompt: bool = False
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(uint32 token ids, uint8 loss mask) per conversation under `CHAT_TEMPLATE`.
+
+    mask[i] == 1 when token i is a target the loss falls on: assistant content and the END
+    closing it; role tokens, system and user turns are context only. `generation_prompt`
+    appends ASSISTANT (mask 0), the prompt a reply (`render_replies`) continues.
+    """
+    ids = chat_token_ids(tok)
+    bodies = iter(encode_plain(tok, [m["content"] for conv in conversations for m in conv]))
+    out = []
+    for conv in conversations:
+        tokens: list[int] = []
+        mask: list[int] = []
+        for message in conv:
+            role = ROLE_TOKENS.get(message["role"])
+            if role is None:
+                raise ValueError(
+                    f"unknown chat role {message['role']!r}; known {list(ROLE_TOKENS)}"
+                )
+            body = next(bodies)
+            trainable = int(role == ASSISTANT)
+            tokens += [ids[role], *body, ids[END]]
+            mask += [0] + [trainable] * (len(body) + 1)
+        if generation_prompt:
+            tokens.append(ids[ASSISTANT])
+            mask.append(0)
+        out.append((np.asarray(tokens, dtype=np.uint32), np.asarray(mask, dtype=np.uint8)))
+    return out
+
+
+def render_replies(tok, replies: Sequence[str]) -> list[np.ndarray]:
+    """Each assistant reply as it follows a generation prompt: its content, then END
+    (prompt + reply is exactly the rendered conversation with that reply appended)."""
+    end = chat_token_ids(tok)[END]
+    return [np.asarray([*body, end], dtype=np.uint32) for body in encode_plain(tok, replies)]

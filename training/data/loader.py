@@ -25,6 +25,16 @@ shard k also starts the background hash of the next shard in the order, and
 `StageShards.rows` blocks until the shard it returns is verified. Every rank walks the
 whole stream, so every rank verifies (and, on a mismatch, fails on) the same shard in
 the same step, and none is left waiting in a collective.
+
+An SFT stage (``kind == "sft"``) packs whole conversations back to back with document
+masking: one that does not fit the rest of a window starts the next window, and the rest
+is padding (a segment of its own, no loss), so every assistant token sees its whole
+conversation; only a conversation longer than a window is split (mix with
+``--max-tokens seq_len+1`` to skip those). The loss mask travels with the stream, and
+labels hold `IGNORE_INDEX` wherever the label token is not an assistant token
+(`packing.pack_windows`). The state is the same stream pointer; `tokens_consumed` counts
+conversation tokens read, not padding. A preference stage is refused here: it is read by
+`training.data.preferences.PreferenceLoader`.
 """
 
 from __future__ import annotations
@@ -54,11 +64,25 @@ class TokenShards(Protocol):
     def prefetch(self, i: int) -> None: ...
 
 
+class MaskedTokenShards(TokenShards, Protocol):
+    """An SFT stage: ``kind == "sft"`` and a loss mask aligned with each shard's tokens."""
+
+    kind: str
+
+    def loss_mask(self, i: int) -> np.ndarray: ...
+
+
+# (token slice, its first token opens a document, domain index, loss-mask slice or None)
+Piece = tuple[np.ndarray, bool, int, np.ndarray | None]
+
+
 class LoaderStateError(ValueError):
     """A saved loader state does not fit the shards or settings it is restored onto."""
 
 
 class PackedLoader:
+    batch_type = PackedBatch  # what next_batch returns (objectives check their fields)
+
     def __init__(
         self,
         shards: TokenShards,
@@ -78,6 +102,15 @@ class PackedLoader:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         if grad_accum < 1:
             raise ValueError(f"grad_accum must be >= 1, got {grad_accum}")
+        kind = getattr(shards, "kind", "pretrain")
+        if kind not in ("pretrain", "sft"):
+            raise ValueError(
+                f"{name}: a {kind} stage holds pairs, not a token stream; "
+                "read it with training.data.preferences.PreferenceLoader"
+            )
+        self.masked = kind == "sft"  # labels of non-assistant tokens become IGNORE_INDEX
+        template = getattr(shards, "manifest", {}).get("chat_template", {})
+        self.pad_id = int(template.get("pad_id") or 0)  # padding: a segment of its own
         self.shards, self.name = shards, name
         self.seq_len, self.batch_size = seq_len, batch_size
         self.rank, self.world_size, self.grad_accum = rank, world_size, grad_accum
@@ -87,7 +120,8 @@ class PackedLoader:
         self._epoch, self._order = 0, list(range(shards.num_shards))
         self._pos = self._row = self._offset = 0
         self._tokens_consumed = 0
-        self._cache: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
+        # (shard index, values, offsets, domain codes, loss mask or None)
+        self._cache: tuple[int, np.ndarray, np.ndarray, np.ndarray, Any] | None = None
 
     @property
     def domains(self) -> list[str]:
@@ -95,7 +129,7 @@ class PackedLoader:
         return list(self.shards.domains)
 
     # ---- stream walking -------------------------------------------------------------
-    def _shard(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _shard(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         index = self._order[self._pos]
         if self._cache is None or self._cache[0] != index:
             self.shards.prefetch(index)  # this shard first: one worker hashes in order
@@ -109,8 +143,11 @@ class PackedLoader:
                     f"{self.name}: shard {index} has token id {int(values.max())} "
                     f">= vocab_size {self.vocab_size}"
                 )
-            self._cache = (index, values, offsets, domains)
-        return self._cache[1], self._cache[2], self._cache[3]
+            mask = self.shards.loss_mask(index) if self.masked else None  # type: ignore
+            if mask is not None and len(mask) != len(values):
+                raise ValueError(f"{self.name}: shard {index} loss_mask does not fit its tokens")
+            self._cache = (index, values, offsets, domains, mask)
+        return self._cache[1:]
 
     def _next_shard(self) -> None:
         self._pos, self._row, self._offset = self._pos + 1, 0, 0
@@ -122,12 +159,12 @@ class PackedLoader:
                 "%s: shards exhausted, starting epoch %d (data repeats)", self.name, self._epoch
             )
 
-    def _advance(self, n: int, out: list[tuple[np.ndarray, bool, int]] | None) -> None:
+    def _advance(self, n: int, out: list[Piece] | None) -> None:
         """Consume n stream tokens; with `out`, collect (token slice, first-is-doc-start,
-        domain index)."""
+        domain index, loss-mask slice or None)."""
         empty_shards = 0
         while n > 0:
-            values, offsets, domains = self._shard()
+            values, offsets, domains, mask = self._shard()
             if self._row >= len(offsets) - 1:
                 empty_shards += 1
                 if empty_shards > self.shards.num_shards:
@@ -138,12 +175,46 @@ class PackedLoader:
             begin, end = int(offsets[self._row]), int(offsets[self._row + 1])
             take = min(n, end - begin - self._offset)
             if take > 0 and out is not None:
-                start = begin + self._offset
-                out.append((values[start : start + take], self._offset == 0, domains[self._row]))
+                start, stop = begin + self._offset, begin + self._offset + take
+                flags = None if mask is None else mask[start:stop]
+                out.append((values[start:stop], self._offset == 0, domains[self._row], flags))
             n -= max(take, 0)
             self._offset += max(take, 0)
             if begin + self._offset >= end:
                 self._row, self._offset = self._row + 1, 0
+
+    def _fill_windows(self, n: int, out: list[Piece] | None) -> int:
+        """SFT: consume n windows of whole conversations, padding a window's rest when the
+        next conversation does not fit it (but would fit a window); returns the stream
+        tokens read. With `out`, collect pieces as `_advance` does, padding included."""
+        read = 0
+        for _ in range(n):
+            room, empty_shards = self.window, 0
+            while room > 0:
+                values, offsets, domains, mask = self._shard()
+                if self._row >= len(offsets) - 1:
+                    empty_shards += 1
+                    if empty_shards > self.shards.num_shards:
+                        raise ValueError(f"{self.name}: shards hold no tokens")
+                    self._next_shard()
+                    continue
+                empty_shards = 0
+                begin, end = int(offsets[self._row]), int(offsets[self._row + 1])
+                left = end - begin - self._offset
+                if self._offset == 0 and room < min(left, self.window):
+                    if out is not None:  # its own segment; every label ignored
+                        pad = np.full(room, self.pad_id, dtype=np.uint32)
+                        out.append((pad, True, domains[self._row], np.zeros(room, np.uint8)))
+                    break
+                take = min(left, room)
+                if take > 0 and out is not None:
+                    start = begin + self._offset
+                    piece = values[start : start + take], mask[start : start + take]
+                    out.append((piece[0], self._offset == 0, domains[self._row], piece[1]))
+                read, room, self._offset = read + take, room - take, self._offset + take
+                if begin + self._offset >= end:
+                    self._row, self._offset = self._row + 1, 0
+        return read
 
     def next_batches(self) -> list[PackedBatch]:
         """This rank's `grad_accum` micro-batches of the next optimizer step."""
@@ -152,20 +223,26 @@ class PackedLoader:
     def next_batch(self) -> PackedBatch:
         """This rank's (batch_size, seq_len) slice of the next `world * batch_size` windows."""
         span = self.batch_size * self.window
-        self._advance(self.rank * span, None)
-        pieces: list[tuple[np.ndarray, bool, int]] = []
-        self._advance(span, pieces)
-        self._advance((self.world_size - self.rank - 1) * span, None)
-        self._tokens_consumed += self.world_size * span
-        tokens = np.concatenate([p for p, _, _ in pieces])
+        pieces: list[Piece] = []
+        if self.masked:  # whole conversations: windows read a varying number of tokens
+            b, after = self.batch_size, self.world_size - self.rank - 1
+            read = self._fill_windows(self.rank * b, None) + self._fill_windows(b, pieces)
+            self._tokens_consumed += read + self._fill_windows(after * b, None)
+        else:
+            self._advance(self.rank * span, None)
+            self._advance(span, pieces)
+            self._advance((self.world_size - self.rank - 1) * span, None)
+            self._tokens_consumed += self.world_size * span
+        tokens = np.concatenate([p[0] for p in pieces])
         doc_start = np.zeros(span, dtype=bool)
         domains = np.empty(span, dtype=np.int32)  # widened once, per label, in pack_windows
         at = 0
-        for piece, starts_doc, domain in pieces:  # a few pieces per batch: a plain loop is fastest
+        for piece, starts_doc, domain, _ in pieces:  # a few pieces per batch: a plain loop
             doc_start[at] = starts_doc
             domains[at : at + len(piece)] = domain
             at += len(piece)
-        return pack_windows(tokens, doc_start, self.seq_len, domains)
+        trainable = np.concatenate([p[3] for p in pieces]) if self.masked else None
+        return pack_windows(tokens, doc_start, self.seq_len, domains, trainable)
 
     @property
     def tokens_consumed(self) -> int:

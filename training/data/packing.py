@@ -13,7 +13,12 @@ and the label the next document's first: the loss there is for predicting the la
 so it is counted for the label's document.
 
 In pre-training every label is a real next token, so none holds the objectives'
-`IGNORE_INDEX`; a batch type that masks positions (SFT prompts) writes it into `labels`.
+`IGNORE_INDEX`. SFT windows pass `trainable` (the stage's loss mask, 1 on assistant
+content and its END; 0 on padding): labels hold `IGNORE_INDEX` wherever the label token is
+not trainable, so a causal-LM loss falls on assistant tokens only. The SFT loader starts
+every conversation that fits a window at a window's start; the rest of one longer than a
+window, which a row only continues, is masked in that row: there it cannot see its prompt,
+and training on it would teach answering without one.
 """
 
 from __future__ import annotations
@@ -52,15 +57,21 @@ class PackedBatch:
 
 
 def pack_windows(
-    tokens: np.ndarray, doc_start: np.ndarray, seq_len: int, domains: np.ndarray | None = None
+    tokens: np.ndarray,
+    doc_start: np.ndarray,
+    seq_len: int,
+    domains: np.ndarray | None = None,
+    trainable: np.ndarray | None = None,
 ) -> PackedBatch:
-    """tokens/doc_start (and domains, each token's document's domain index): 1-D, length
-    B * (seq_len + 1); doc_start marks each document's first token."""
+    """tokens/doc_start (and domains, each token's document's domain index; trainable, each
+    token's loss-mask flag): 1-D, length B * (seq_len + 1); doc_start marks each document's
+    first token."""
     width = seq_len + 1
     if tokens.shape != doc_start.shape or tokens.size % width:
         raise ValueError(f"pack_windows: {tokens.size} tokens do not split into windows of {width}")
-    if domains is not None and domains.shape != tokens.shape:
-        raise ValueError(f"pack_windows: {domains.size} domain ids for {tokens.size} tokens")
+    for name, extra in (("domain ids", domains), ("loss-mask flags", trainable)):
+        if extra is not None and extra.shape != tokens.shape:
+            raise ValueError(f"pack_windows: {extra.size} {name} for {tokens.size} tokens")
     rows = tokens.reshape(-1, width)
     starts = doc_start.reshape(-1, width)[:, :-1].copy()
     starts[:, 0] = True  # every row opens a (possibly continued) document
@@ -79,10 +90,22 @@ def pack_windows(
     if domains is not None:  # the labels' documents: stream positions 1..seq_len of a window
         domain_ids = torch.from_numpy(domains.reshape(-1, width)[:, 1:].astype(np.int64))
     # astype of a row-sliced view writes a fresh C-contiguous int64 array: one pass each.
+    labels = rows[:, 1:].astype(np.int64)
+    if trainable is not None:
+        from training.objectives.base import IGNORE_INDEX  # here: objectives may import data
+
+        keep = _trainable_labels(trainable.reshape(-1, width), doc_start.reshape(-1, width))
+        labels[~keep] = IGNORE_INDEX
     return PackedBatch(
         inputs=torch.from_numpy(rows[:, :-1].astype(np.int64)),
-        labels=torch.from_numpy(rows[:, 1:].astype(np.int64)),
+        labels=torch.from_numpy(labels),
         position_ids=torch.from_numpy(position_ids),
         segment_ids=torch.from_numpy(segment_ids),
         domain_ids=domain_ids,
     )
+
+
+def _trainable_labels(trainable: np.ndarray, doc_start: np.ndarray) -> np.ndarray:
+    """(B, seq_len) bool: the label token is trainable and its document starts in its row."""
+    opened = np.cumsum(doc_start, axis=1) > 0  # a document has started in this row
+    return (trainable[:, 1:] != 0) & opened[:, 1:]
