@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -45,6 +45,24 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 class PlanError(ValueError):
     """The plan YAML is unreadable or invalid; the message names the file and field."""
+
+
+class DPOSpec(BaseModel):
+    """Settings of the `dpo` objective (training/objectives/dpo.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    beta: float = Field(
+        default=0.1, gt=0, description="Strength of the implicit KL to the reference."
+    )
+    loss: Literal["sigmoid", "ipo", "length_normalized"] = Field(
+        default="sigmoid",
+        description="sigmoid: DPO (Rafailov et al. 2023); ipo: IPO on token-mean log-probs; "
+        "length_normalized: log-ratios divided by reply lengths.",
+    )
+    label_smoothing: float = Field(
+        default=0.0, ge=0, lt=0.5, description="cDPO: assumed share of flipped preference labels."
+    )
 
 
 class StageSpec(BaseModel):
@@ -74,6 +92,9 @@ class StageSpec(BaseModel):
     objective: str = Field(
         default="causal_lm",
         description=f"Loss this stage optimises, one of {sorted(OBJECTIVES)}.",
+    )
+    dpo: DPOSpec | None = Field(
+        default=None, description="Settings of the dpo objective (defaults when omitted)."
     )
     init_from: Path | None = Field(
         default=None,
@@ -127,6 +148,13 @@ class StageSpec(BaseModel):
                 f"stage {self.name!r}: init_from {str(self.init_from)!r} is not a complete "
                 f"checkpoint directory (no {TRAINER_STATE})"
             )
+        if self.dpo is not None and self.objective != "dpo":
+            raise ValueError(f"stage {self.name!r}: `dpo` settings need objective: dpo")
+        if self.objective == "dpo" and self.tokens is not None:
+            raise ValueError(
+                f"stage {self.name!r}: a dpo stage's length is given in steps (pairs per step "
+                "are world_size * grad_accum * batch_size), not tokens"
+            )
         if (self.tokens is None) == (self.steps is None):
             raise ValueError(
                 f"stage {self.name!r}: give its length as either `tokens` (a budget, or "
@@ -143,6 +171,12 @@ class StageSpec(BaseModel):
             raise ValueError(
                 f"stage {self.name!r}: warmup_steps + decay steps exceed its {steps} steps"
             )
+
+    def objective_settings(self) -> dict[str, Any]:
+        """Keyword arguments of the stage's objective (training.objectives.build_objective)."""
+        if self.objective == "dpo":
+            return (self.dpo or DPOSpec()).model_dump()
+        return {}
 
     def token_budget(self, planned_tokens: dict[str, int]) -> int | None:
         """The stage's budget in stream tokens (None when its length is set in steps)."""

@@ -30,6 +30,7 @@ class RunState:
     global_step: int = 0
     skipped_steps: int = 0  # non-finite steps skipped so far, over the whole run
     loader: dict[str, Any] | None = None  # the stage loader's position (mid-stage only)
+    objective: dict[str, Any] | None = None  # the stage objective's state (mid-stage only)
 
 
 def resume_state(
@@ -48,12 +49,17 @@ def resume_state(
     state = RunState(idx, step, int(saved["global_step"]), int(saved.get("skipped_steps", 0)))
     if step >= plan.stages[idx].steps:  # that stage is done: start the next one
         return RunState(idx + 1, 0, state.global_step, state.skipped_steps)
-    state.loader = saved["loader"]
+    state.loader, state.objective = saved["loader"], saved.get("objective")
     return state
 
 
 def trainer_state(
-    state: RunState, stage: str, loader: PackedLoader, world_size: int, lr: float
+    state: RunState,
+    stage: str,
+    loader: PackedLoader,
+    world_size: int,
+    lr: float,
+    objective: dict[str, Any],
 ) -> dict[str, Any]:
     """trainer_state.json: the run's position, the loader's, the world that saved it and
     the LR of its last step (where a branched anneal continues from)."""
@@ -66,6 +72,7 @@ def trainer_state(
         "loader": loader.state_dict(),
         "world_size": world_size,
         "lr": lr,
+        "objective": objective,
     }
 
 

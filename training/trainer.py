@@ -23,12 +23,13 @@ import torch.distributed as dist
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.checkpoint import stage_checkpoint_dir as ckpt_dir
 from training.data.loader import PackedLoader
-from training.data.packing import PackedBatch
+from training.data.preferences import PreferenceLoader
 from training.eval.stage_probe import passkey_probe, stage_tokenizer_path
 from training.metrics import read_metrics, summarize
 from training.model import ModelConfig, Transformer
 from training.model.rope_schedule import stage_rope_settings
-from training.objectives import build_objective
+from training.objectives import DPO, OBJECTIVES, Objective, build_objective
+from training.objectives.reference_logps import load_reference_logps, prepare_reference_logps
 from training.observability import Progress, RunMetrics
 from training.optim import build_adamw, set_lr, set_weight_decay
 from training.parallel import (
@@ -37,7 +38,7 @@ from training.parallel import (
     compile_blocks,
     shard_model,
 )
-from training.plan import TrainPlan, resolve_stage_lengths
+from training.plan import StageSpec, TrainPlan, resolve_stage_lengths
 from training.run_state import RunState, check_stop_after, resume_state, trainer_state
 from training.stage_schedule import stage_lr, stage_peak_lrs, stage_rope_thetas
 from training.step_metrics import StepMetrics
@@ -68,7 +69,61 @@ def open_stage_shards(plan: TrainPlan, data_root: Path, *, verify: bool | str) -
     vocab = {name: int(sh.manifest["tokenizer"]["vocab_size"]) for name, sh in opened.items()}
     if len(set(vocab.values())) != 1:
         raise ValueError(f"{data_root}: stages use different tokenizer vocab sizes {vocab}")
+    for s in plan.stages:
+        wanted, kind = OBJECTIVES[s.objective].data_kind, opened[s.data].kind
+        if kind != wanted:
+            raise ValueError(
+                f"stage {s.name!r}: objective {s.objective} trains on {wanted} shards, but "
+                f"{data_root / s.data} holds {kind} shards"
+            )
     return opened
+
+
+def build_loader(
+    plan: TrainPlan, i: int, shards: Any, env: DistEnv, vocab_size: int, max_len: int
+) -> Any:
+    """The stage's batch stream: packed windows (pre-training, SFT) or preference pairs."""
+    stage = plan.stages[i]
+    common = {
+        "batch_size": stage.batch_size,
+        "rank": env.rank,
+        "world_size": env.world_size,
+        "grad_accum": stage.grad_accum,
+        "seed": plan.seed + i,
+        "vocab_size": vocab_size,
+        "name": stage.name,
+    }
+    if shards.kind == "preferences":
+        pad = int(shards.manifest["tokenizer"]["eos_id"])  # never attended nor labelled
+        return PreferenceLoader(shards, pad_id=pad, max_len=max_len, **common)
+    return PackedLoader(shards, seq_len=stage.seq_len, **common)
+
+
+def prepare_objective(
+    objective: Objective,
+    model: torch.nn.Module,
+    stage: StageSpec,
+    shards: Any,
+    env: DistEnv,
+    saved: dict[str, Any] | None,
+) -> None:
+    """What an objective needs before its stage's first step: DPO's reference log-probs,
+    computed from the weights the stage starts from (a resumed stage reloads the file it
+    used, since its weights have moved on)."""
+    if not isinstance(objective, DPO):
+        return
+    if saved and saved.get("reference_logps"):
+        objective.reference = load_reference_logps(Path(saved["reference_logps"]), shards)
+        return
+    objective.reference = prepare_reference_logps(
+        model,
+        shards,
+        batch_size=stage.batch_size,
+        pad_id=int(shards.manifest["tokenizer"]["eos_id"]),
+        max_len=model.cfg.max_seq_len,
+        device=env.device,
+        is_main=env.is_main,
+    )
 
 
 def planned_tokens(shards: dict[str, Any]) -> dict[str, int]:
@@ -155,22 +210,13 @@ def train(
                 optimizer = enter_stage(plan, i, model, optimizer, peaks[i])
             set_weight_decay(optimizer, stage.weight_decay)
             model.rope_theta, model.rope_yarn = ropes[i]
-            objective = build_objective(stage.objective)
-            objective.check_batch_type(PackedBatch)
+            objective = build_objective(stage.objective, **stage.objective_settings())
             stage_shards = shards[stage.data]
-            loader = PackedLoader(
-                stage_shards,
-                seq_len=stage.seq_len,
-                batch_size=stage.batch_size,
-                rank=env.rank,
-                world_size=env.world_size,
-                grad_accum=stage.grad_accum,
-                seed=plan.seed + i,
-                vocab_size=vocab_size,
-                name=stage.name,
-            )
+            loader = build_loader(plan, i, stage_shards, env, vocab_size, model.cfg.max_seq_len)
+            objective.check_batch_type(loader.batch_type)
             if state.loader is not None:
                 loader.load_state_dict(state.loader)
+            prepare_objective(objective, model, stage, stage_shards, env, state.objective)
             log.info("stage %s: steps %d..%d", stage.name, state.stage_step + 1, stage.steps)
             meter = StepMetrics(
                 model.cfg,
@@ -228,12 +274,14 @@ def train(
                 elif stop or (stage.checkpoint_every and step % stage.checkpoint_every == 0):
                     save_to = ckpt_dir(ckpt_root, stage.name, step)
                 if save_to is not None:
-                    saved = trainer_state(state, stage.name, loader, env.world_size, lr)
+                    saved = trainer_state(
+                        state, stage.name, loader, env.world_size, lr, objective.state_dict()
+                    )
                     save_checkpoint(save_to, model, optimizer, saved, is_main=env.is_main)
                 if stop:
                     log.info("stopping after %s step %d (--stop-after)", stage.name, step)
                     return None
-            state.stage_step, state.loader = 0, None
+            state.stage_step, state.loader, state.objective = 0, None, None
     finally:
         progress.close()
         metrics.close()

@@ -108,8 +108,9 @@ def test_causal_lm_sums_cross_entropy_over_valid_labels_only():
     assert n_valid.item() == 3
     assert loss_sum.item() == pytest.approx(reference.item(), abs=1e-5)
     assert build_objective("causal_lm").name == "causal_lm"
-    with pytest.raises(ValueError, match="unknown objective 'dpo'"):
-        build_objective("dpo")
+    with pytest.raises(ValueError, match="unknown objective 'ppo'"):
+        build_objective("ppo")
+    assert sorted(OBJECTIVES) == ["causal_lm", "dpo", "sft"]
     CausalLM().check_batch_type(PackedBatch)
 
 
@@ -206,7 +207,7 @@ def test_plan_fields_for_objectives_accumulation_and_branching(tmp_path: Path):
     assert (stage.objective, stage.grad_accum, stage.init_from) == ("causal_lm", 1, None)
     assert (plan.max_nan_skips, plan.activation_checkpointing) == (10, False)
     bad = [
-        ("objective: dpo", r"stages\.0.*unknown objective 'dpo'"),
+        ("objective: ppo", r"stages\.0.*unknown objective 'ppo'"),
         ("grad_accum: 0", r"stages\.0\.grad_accum"),
         (f"init_from: {tmp_path / 'nowhere'}", f"init_from '{tmp_path / 'nowhere'}'"),
     ]

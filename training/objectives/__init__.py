@@ -1,16 +1,21 @@
 """Training objectives by name: a plan stage's `objective` is a key of `OBJECTIVES`."""
 
+from typing import Any
+
 from training.objectives.base import IGNORE_INDEX, Objective
-from training.objectives.causal_lm import CausalLM
+from training.objectives.causal_lm import SFT, CausalLM
+from training.objectives.dpo import DPO
 
-OBJECTIVES: dict[str, type[Objective]] = {CausalLM.name: CausalLM}
+OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (CausalLM, SFT, DPO)}
 
 
-def build_objective(name: str) -> Objective:
+def build_objective(name: str, **settings: Any) -> Objective:
+    """`settings`: the stage's settings for that objective (e.g. DPO's beta)."""
     try:
-        return OBJECTIVES[name]()
+        cls = OBJECTIVES[name]
     except KeyError:
         raise ValueError(f"unknown objective {name!r}; known: {sorted(OBJECTIVES)}") from None
+    return cls(**settings)
 
 
-__all__ = ["IGNORE_INDEX", "OBJECTIVES", "CausalLM", "Objective", "build_objective"]
+__all__ = ["DPO", "IGNORE_INDEX", "OBJECTIVES", "SFT", "CausalLM", "Objective", "build_objective"]

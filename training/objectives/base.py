@@ -28,6 +28,7 @@ IGNORE_INDEX = -100
 class Objective(ABC):
     name: ClassVar[str]
     batch_schema: ClassVar[tuple[str, ...]]  # batch fields `loss` and `n_valid` read
+    data_kind: ClassVar[str]  # the shard manifest `kind` it trains on: pretrain, sft, ...
     domain_loss: DomainLoss | None = None  # set by the step when the loader knows domains
 
     @abstractmethod
@@ -43,6 +44,10 @@ class Objective(ABC):
     def n_valid(self, batch: Any) -> torch.Tensor:
         """Valid targets in `batch`, known before the forward (the step all-reduces it first)."""
         return (batch.labels != IGNORE_INDEX).sum()
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed stage needs to continue identically (saved in trainer_state)."""
+        return {}
 
     def check_batch_type(self, batch_type: type) -> None:
         """Fail at stage start, not mid-step, when the loader's batches lack a field."""

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 class CausalLM(Objective):
     name: ClassVar[str] = "causal_lm"
+    data_kind: ClassVar[str] = "pretrain"
     batch_schema: ClassVar[tuple[str, ...]] = ("inputs", "labels", "position_ids", "segment_ids")
 
     def loss(self, model: nn.Module, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,3 +29,12 @@ class CausalLM(Objective):
         )
         self.track(token_loss.view_as(batch.labels), batch)
         return token_loss.sum(), self.n_valid(batch)
+
+
+class SFT(CausalLM):
+    """Supervised fine-tuning: the same next-token loss on packed conversations, whose
+    labels hold IGNORE_INDEX everywhere but on assistant tokens (the chat template's loss
+    mask, `mixtures/chat.py`), so the loss falls only on what the model should say."""
+
+    name: ClassVar[str] = "sft"
+    data_kind: ClassVar[str] = "sft"
