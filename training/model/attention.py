@@ -11,6 +11,10 @@ boundary. The backends (kernels in `attention_backends.py`) compute the same thi
 
 Without `segment_ids` every row is one document and every backend runs the same plain
 causal SDPA call (the fused kernel is linear in memory too), so that path stays exact.
+
+Generation (`training/generation/`) takes a separate path through the same weights:
+`KVCache` holds every layer's keys and values and `attend_cached` appends to it and runs
+SDPA over the cached prefix; training never builds one.
 """
 
 from __future__ import annotations
@@ -112,6 +116,83 @@ def attend(
     return kernels.causal_attention(q, k, v)
 
 
+class KVCache:
+    """Keys and values of every layer for a batch being decoded, preallocated to `max_len`.
+
+    Rows are left-padded: row b's real tokens start at column `pad[b]`, so one write
+    offset (`length`) serves every row and a decode step appends one column to all. Pad
+    keys are hidden from every query, except a pad query's own column: a pad row then
+    softmaxes over one key instead of none, so its output stays finite (NaN in a pad
+    column's values would reach real rows through 0 * NaN in the next layer).
+    A plain class, not a dataclass: FSDP2 rebuilds dataclass inputs when it casts them,
+    and the layers must write into this very object.
+    """
+
+    def __init__(self, n_layers: int, max_len: int, pad: torch.Tensor | None = None) -> None:
+        self.layers = [LayerCache(self) for _ in range(n_layers)]
+        self.max_len = max_len
+        self.pad = pad  # (B,) long left-pad per row; None: no row is padded
+        self.length = 0  # columns written by finished calls
+        self.start = 0  # column of the current call's first token
+        self.mask: torch.Tensor | None = None  # current call's (B, 1, T, start + T), or None
+
+    def begin(self, n_new: int, device: torch.device) -> None:
+        """Before a forward of `n_new` tokens per row: where they go and what they may see."""
+        if self.length + n_new > self.max_len:
+            raise ValueError(
+                f"KV cache full: {self.length} + {n_new} tokens > max_len {self.max_len}"
+            )
+        self.start = self.length
+        self.mask = self._mask(n_new, device)
+
+    def commit(self, n_new: int) -> None:
+        """After the forward: the new columns are part of the prefix."""
+        self.length = self.start + n_new
+
+    def _mask(self, n_new: int, device: torch.device) -> torch.Tensor | None:
+        """None where SDPA needs none: unpadded rows, from column 0 (causal) or one token."""
+        if self.pad is None and (self.start == 0 or n_new == 1):
+            return None
+        end = self.start + n_new
+        cols = torch.arange(end, device=device)
+        rows = torch.arange(self.start, end, device=device).unsqueeze(1)
+        allowed = (cols <= rows).unsqueeze(0)  # (1, T, S) causal
+        if self.pad is not None:
+            real = cols >= self.pad.to(device).unsqueeze(1)  # (B, S)
+            allowed = allowed & (real.unsqueeze(1) | (cols == rows).unsqueeze(0))
+        return allowed.unsqueeze(1)
+
+
+class LayerCache:
+    """One layer's keys and values (B, max_len, Hkv, D), allocated at the first write
+    in the dtype the layer computes in (bf16 under FSDP2 mixed precision)."""
+
+    def __init__(self, owner: KVCache) -> None:
+        self.owner = owner
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write this call's k/v (B, T, Hkv, D) at the owner's offset; the filled prefix."""
+        if self.k is None or self.v is None:
+            shape = (k.shape[0], self.owner.max_len, *k.shape[2:])
+            self.k = k.new_empty(shape)
+            self.v = v.new_empty(shape)
+        start, end = self.owner.start, self.owner.start + k.shape[1]
+        self.k[:, start:end] = k
+        self.v[:, start:end] = v
+        return self.k[:, :end], self.v[:, :end]
+
+
+@torch.compiler.disable  # the cached prefix grows every step: traced, each step would recompile
+def attend_cached(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: LayerCache
+) -> torch.Tensor:
+    """Append k/v (B, T, Hkv, D) to the cache; q (B, T, H, D) attends to the whole prefix."""
+    keys, values = cache.append(k, v)
+    return kernels.cached_attention(q, keys, values, cache.owner.mask)
+
+
 class Attention(nn.Module):
     """Llama attention: separate q/k/v projections, fewer kv heads, RoPE on q and k, no biases."""
 
@@ -125,11 +206,21 @@ class Attention(nn.Module):
         self.wo = nn.Linear(n_heads * self.head_dim, dim, bias=False)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: AttentionLayout
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        layout: AttentionLayout | None,
+        cache: LayerCache | None = None,
     ) -> torch.Tensor:
+        """`cache` (generation): attend to the cached prefix instead of through `layout`."""
         bsz, seqlen, _ = x.shape
         q = self.wq(x).view(bsz, seqlen, self.n_heads, self.head_dim)
         k = self.wk(x).view(bsz, seqlen, self.n_kv_heads, self.head_dim)
         v = self.wv(x).view(bsz, seqlen, self.n_kv_heads, self.head_dim)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        return self.wo(attend(q, k, v, layout).reshape(bsz, seqlen, -1))
+        if cache is not None:
+            out = attend_cached(q, k, v, cache)
+        else:
+            out = attend(q, k, v, layout)  # training: always a layout
+        return self.wo(out.reshape(bsz, seqlen, -1))

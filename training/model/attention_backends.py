@@ -79,6 +79,21 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
     return out.transpose(1, 2)
 
 
+def cached_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """Generation: q (B, T, H, D) over a cached prefix k/v (B, S, Hkv, D), S >= T, the new
+    tokens last. `mask` (B, 1, T, S) bool, or None: causal when T == S (a prefill from
+    column 0), nothing to hide when T == 1."""
+    gqa = q.shape[2] != k.shape[2] and _native_gqa(q)
+    if not gqa:
+        k, v = _expand_kv(q, k, v)
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+    causal = mask is None and q.shape[2] > 1
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=gqa)
+    return out.transpose(1, 2)
+
+
 def dense_mask(segment_ids: torch.Tensor) -> torch.Tensor:
     """(B, T) -> (B, 1, T, T) bool, True = may attend: same document and not in the future."""
     doc = document_index(segment_ids)

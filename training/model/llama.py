@@ -3,6 +3,8 @@
 The model takes packed windows: `tokens` (B, T) plus `position_ids` and `segment_ids`
 (B, T) from the loader, so each document restarts its positions and never attends to
 its neighbour. `blocks` is a ModuleList so FSDP2 can shard one block at a time.
+Generation passes a `KVCache` instead (`training/generation/`): the same weights and RoPE,
+through the same modules, so FSDP2's per-block hooks gather parameters as in training.
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.model.attention import Attention, build_layout, resolve_backend
+from training.model.attention import (
+    Attention,
+    AttentionLayout,
+    KVCache,
+    LayerCache,
+    build_layout,
+    resolve_backend,
+)
 from training.model.attention_backends import positions_from_segments
 from training.model.config import ModelConfig
 from training.model.norms import RMSNorm
@@ -39,8 +48,15 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.ffn = SwiGLU(cfg.dim, cfg.ffn_hidden)
 
-    def forward(self, x, cos, sin, layout):  # noqa: ANN001 - hot path, types in Transformer
-        x = x + self.attn(self.attn_norm(x), cos, sin, layout)
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        layout: AttentionLayout | None,
+        cache: LayerCache | None = None,
+    ) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, layout, cache)
         return x + self.ffn(self.ffn_norm(x))
 
 
@@ -73,8 +89,17 @@ class Transformer(nn.Module):
         tokens: torch.Tensor,
         position_ids: torch.Tensor | None = None,
         segment_ids: torch.Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
+        last_only: bool = False,
     ) -> torch.Tensor:
-        """Logits (B, T, vocab) in fp32."""
+        """Logits (B, T, vocab) in fp32; `last_only`: the last position's, (B, 1, vocab).
+
+        `cache` (generation): `tokens` continue the cached rows at `position_ids`
+        (required); their keys and values are appended. `segment_ids` must then be None.
+        """
+        if cache is not None:
+            return self._forward_cached(tokens, position_ids, segment_ids, cache, last_only)
         bsz, seqlen = tokens.shape
         if seqlen > self.cfg.max_seq_len:
             raise ValueError(
@@ -90,6 +115,29 @@ class Transformer(nn.Module):
         cos, sin = rope_angles(position_ids, self.cfg.head_dim, self.rope_theta, self.rope_yarn)
         for block in self.blocks:
             h = block(h, cos, sin, layout)
+        if last_only:
+            h = h[:, -1:]
+        return self.output(self.norm(h)).float()
+
+    def _forward_cached(
+        self,
+        tokens: torch.Tensor,
+        position_ids: torch.Tensor | None,
+        segment_ids: torch.Tensor | None,
+        cache: KVCache,
+        last_only: bool,
+    ) -> torch.Tensor:
+        """Attend to the cached prefix (SDPA with the cache's pad mask), not a layout."""
+        if position_ids is None or segment_ids is not None:
+            raise ValueError("a cached forward takes position_ids and no segment_ids")
+        h = self.tok_embeddings(tokens)
+        cos, sin = rope_angles(position_ids, self.cfg.head_dim, self.rope_theta, self.rope_yarn)
+        cache.begin(tokens.shape[1], tokens.device)
+        for block, layer in zip(self.blocks, cache.layers, strict=True):
+            h = block(h, cos, sin, None, layer)
+        cache.commit(tokens.shape[1])
+        if last_only:
+            h = h[:, -1:]
         return self.output(self.norm(h)).float()
 
 
