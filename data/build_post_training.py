@@ -7,9 +7,11 @@ computed, so SFT targets are right, a rejected reply is provably wrong, and RL c
 the final "The answer is N."), and questions about the Python standard library answered
 with the first paragraph of the function's own docstring, read from the bundled sample's
 CPython 3.11.7 stdlib (`data/sample/code.jsonl.gz`, PSF-2.0). Files: `sft.jsonl`
-(conversations), `preferences.jsonl` (prompt, chosen, rejected) and `arithmetic_eval.jsonl`
-(held-out prompts with answers); no problem or function appears in two files. Same seed
-and same sample -> byte-identical files (string-seeded RNGs, sorted walks, fixed key order).
+(conversations), `preferences.jsonl` (prompt, chosen, rejected), `arithmetic_eval.jsonl`
+(held-out prompts with answers) and `arithmetic_rl.jsonl` (RL tasks: prompts, a fifth with
+the SFT system prompt, and answers); no problem or function appears in two files. Same seed
+and same sample -> byte-identical files (string-seeded RNGs, sorted walks, fixed key order;
+each file drawn after the ones before it, so adding one leaves the others unchanged).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ COUNTS = {  # records per file and kind
     "pref_arithmetic": 200,
     "pref_docs": 80,
     "eval_arithmetic": 100,
+    "rl_arithmetic": 300,
 }
 SYSTEM_PROMPTS = (
     "You are a careful assistant. Show the calculation, then end with 'The answer is N.'",
@@ -207,11 +210,35 @@ def build(seed: int) -> dict[str, list[dict]]:
             arithmetic_problems(rng["eval"], COUNTS["eval_arithmetic"], seen)
         )
     ]
-    return {"sft.jsonl": sft, "preferences.jsonl": prefs, "arithmetic_eval.jsonl": evals}
+    return {
+        "sft.jsonl": sft,
+        "preferences.jsonl": prefs,
+        "arithmetic_eval.jsonl": evals,
+        "arithmetic_rl.jsonl": rl_tasks(random.Random(f"{seed}:rl"), seen),
+    }
+
+
+def rl_tasks(rng: random.Random, seen: set) -> list[dict]:
+    """Prompts for verifiable-reward RL, worded (and, one in five, system-prompted) like the
+    SFT problems, so an SFT'd model ends its reply with "The answer is N." to be scored."""
+    tasks = []
+    for i, (a, op, b, q) in enumerate(arithmetic_problems(rng, COUNTS["rl_arithmetic"], seen)):
+        prompt: str | list[dict] = q
+        if i % 5 == 0:
+            prompt = [{"role": "system", "content": SYSTEM_PROMPTS[0]}, _user(q)]
+        tasks.append(
+            {"id": f"arith-rl-{i:04d}", "domain": "math", "prompt": prompt,
+             "answer": str(OPS[op](a, b))}
+        )  # fmt: skip
+    return tasks
 
 
 def _assistant(text: str) -> dict:
     return {"role": "assistant", "content": text}
+
+
+def _user(text: str) -> dict:
+    return {"role": "user", "content": text}
 
 
 def write(files: dict[str, list[dict]], out: Path) -> None:

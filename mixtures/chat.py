@@ -1,10 +1,15 @@
-"""Reading chat data from JSONL: SFT conversations and preference pairs.
+"""Reading chat data from JSONL: SFT conversations, preference pairs and RL/eval tasks.
 
 One JSON object per line (plain or ``.gz``); blank lines are ignored.
 
     SFT:          {"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...]}
     preferences:  {"prompt": str | [messages ending with a user turn],
                    "chosen": str, "rejected": str}
+    tasks:        {"prompt": str | [messages ending with a user turn],
+                   "answer": str} or {"prompt": ..., "tests": "<python test code>"}
+
+A task carries exactly one of ``answer`` (a reference final answer, for the math reward)
+and ``tests`` (code the completion must pass, for the code reward); null counts as absent.
 
 Both may carry ``id`` (default ``<file>:<line>``) and ``domain``; other fields are ignored.
 A conversation is an optional system message, then user and assistant turns alternating,
@@ -38,6 +43,8 @@ WRONG_ROLE_ORDER = "wrong_role_order"
 EMPTY_ASSISTANT_TURN = "empty_assistant_turn"  # an assistant turn, chosen or rejected reply
 EMPTY_TURN = "empty_turn"  # an empty system or user message
 IDENTICAL_RESPONSES = "identical_responses"  # chosen == rejected: no preference to learn
+ANSWER_AND_TESTS = "answer_and_tests"  # a task with both: which reward applies is unclear
+EMPTY_TARGET = "empty_target"  # a task's answer or tests is blank: nothing to check against
 TOO_LONG = "too_long"  # over --max-tokens once rendered (counted by the stage writers)
 LOGGED_PER_FILE = 20  # skipped lines logged one by one; the rest are only counted
 
@@ -94,6 +101,16 @@ class PreferencePair:
     prompt: list[dict[str, str]]  # a conversation ending with a user turn
     chosen: str
     rejected: str
+    domain: str | None
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    line: int
+    id: str
+    prompt: list[dict[str, str]]  # a conversation ending with a user turn
+    answer: str | None  # exactly one of answer and tests is set
+    tests: str | None
     domain: str | None
 
 
@@ -168,22 +185,44 @@ def read_preferences(
         yield pair
 
 
+def read_tasks(
+    path: str | Path, *, strict: bool = False, stats: ReadStats | None = None
+) -> Iterator[TaskRecord]:
+    """The valid (prompt, answer | tests) records of a task JSONL file (RL, evaluation)."""
+    stats = _stats(path, strict, stats)
+    for line, record in _records(Path(path), stats):
+        try:
+            task = _task(record, Path(path), line)
+        except MalformedRecordError as e:
+            stats.skip(line, e)
+            continue
+        stats.kept += 1
+        yield task
+
+
 def _stats(path: str | Path, strict: bool, stats: ReadStats | None) -> ReadStats:
     stats = stats if stats is not None else ReadStats(str(path))
     stats.strict = strict
     return stats
 
 
-def _preference(record: dict[str, Any], path: Path, line: int) -> PreferencePair:
-    for key in ("prompt", "chosen", "rejected"):
-        if key not in record:
-            raise MalformedRecordError(MISSING_FIELD, f"no {key!r}")
+def _prompt(record: dict[str, Any]) -> list[dict[str, str]]:
+    """A record's prompt (a string is one user turn) as a validated message list."""
+    if "prompt" not in record:
+        raise MalformedRecordError(MISSING_FIELD, "no 'prompt'")
     prompt = record["prompt"]
     if isinstance(prompt, str):
         prompt = [{"role": "user", "content": prompt}]
     elif not isinstance(prompt, list):
         raise MalformedRecordError(WRONG_TYPE, "prompt is neither a string nor a message list")
-    messages = check_messages(prompt, last="user")
+    return check_messages(prompt, last="user")
+
+
+def _preference(record: dict[str, Any], path: Path, line: int) -> PreferencePair:
+    for key in ("prompt", "chosen", "rejected"):
+        if key not in record:
+            raise MalformedRecordError(MISSING_FIELD, f"no {key!r}")
+    messages = _prompt(record)
     for key in ("chosen", "rejected"):
         if not isinstance(record[key], str):
             raise MalformedRecordError(WRONG_TYPE, f"{key} is not a string (the assistant reply)")
@@ -193,6 +232,22 @@ def _preference(record: dict[str, Any], path: Path, line: int) -> PreferencePair
         raise MalformedRecordError(IDENTICAL_RESPONSES, "chosen and rejected are the same text")
     rid, domain = _id_and_domain(record, path, line)
     return PreferencePair(line, rid, messages, record["chosen"], record["rejected"], domain)
+
+
+def _task(record: dict[str, Any], path: Path, line: int) -> TaskRecord:
+    messages = _prompt(record)
+    given = [k for k in ("answer", "tests") if record.get(k) is not None]
+    if not given:
+        raise MalformedRecordError(MISSING_FIELD, "no 'answer' or 'tests' (a task needs one)")
+    if len(given) == 2:
+        raise MalformedRecordError(ANSWER_AND_TESTS, "both 'answer' and 'tests'; give one")
+    (key,) = given
+    if not isinstance(record[key], str):
+        raise MalformedRecordError(WRONG_TYPE, f"{key} is not a string")
+    if not record[key].strip():
+        raise MalformedRecordError(EMPTY_TARGET, f"{key} is empty")
+    rid, domain = _id_and_domain(record, path, line)
+    return TaskRecord(line, rid, messages, record.get("answer"), record.get("tests"), domain)
 
 
 def _id_and_domain(record: dict[str, Any], path: Path, line: int) -> tuple[str, str | None]:

@@ -1,4 +1,4 @@
-"""`sharpen mix sft` / `sharpen mix preferences`: chat JSONL -> tokenised post-training stages.
+"""`sharpen mix sft|preferences|tasks`: chat JSONL -> tokenised post-training stages.
 
 A stage is written like a pre-training stage (`StageWriter`: checksummed Arrow shards, a
 manifest written last, the stage renamed into place), into the same output layout
@@ -11,7 +11,8 @@ what was read and skipped per file, by reason.
 SFT rows: ``tokens`` + ``loss_mask`` (1 on assistant content and its END). Preference rows:
 ``prompt`` (rendered with the generation prompt, so it ends with ASSISTANT), ``chosen`` and
 ``rejected`` (each reply's tokens + END); a pair's stage-wide row index is its stable
-``pair_index``.
+``pair_index``. Task rows (RL and evaluation): ``prompt`` (with the generation prompt) and
+the reference ``answer`` or the ``tests`` (the other null); the row index is ``task_index``.
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ from mixtures.chat import (
     MalformedRecordError,
     PreferencePair,
     ReadStats,
+    TaskRecord,
     read_conversations,
     read_preferences,
+    read_tasks,
 )
 from mixtures.planner import stage_rng
 from mixtures.recipe import RESERVED_STAGE_NAMES
-from mixtures.shard_format import PREFERENCES, SFT, file_sha256
+from mixtures.shard_format import PREFERENCES, SFT, TASKS, file_sha256
 from mixtures.stage_writer import StageWriter, check_replaceable
 from mixtures.tokenizer import (
     CHAT_TEMPLATE,
@@ -58,9 +61,9 @@ log = logging.getLogger(__name__)
 RENDER_BATCH = 1024  # records tokenised per call
 WRITE_ROWS = 8192  # rows per StageWriter.write
 
-Record = Conversation | PreferencePair
+Record = Conversation | PreferencePair | TaskRecord
 # (tokenizer, records) -> per record: its columns and the length --max-tokens limits
-Render = Callable[[Any, list[Any]], list[tuple[dict[str, np.ndarray], int]]]
+Render = Callable[[Any, list[Any]], list[tuple[dict[str, Any], int]]]
 
 
 def mix_sft(
@@ -103,6 +106,26 @@ def mix_preferences(
     )  # fmt: skip
 
 
+def mix_tasks(
+    inputs: Sequence[str | Path],
+    tokenizer: str | Path,
+    output: str | Path,
+    *,
+    stage: str = "tasks",
+    domain: str = "chat",
+    max_tokens: int | None = None,
+    seed: int = 0,
+    strict: bool = False,
+    rows_per_shard: int = 50_000,
+) -> dict:
+    """Write RL / evaluation tasks as OUTPUT/<stage>; returns a summary (`write_chat_stage`)."""
+    return write_chat_stage(
+        TASKS, inputs, tokenizer, output, read_tasks, _render_tasks, stage=stage,
+        domain=domain, max_tokens=max_tokens, seed=seed, strict=strict,
+        rows_per_shard=rows_per_shard,
+    )  # fmt: skip
+
+
 def _render_sft(tok, records: list[Conversation]) -> list[tuple[dict[str, np.ndarray], int]]:
     rendered = render_chats(tok, [r.messages for r in records])
     return [({"tokens": ids, "loss_mask": mask}, len(ids)) for ids, mask in rendered]
@@ -118,6 +141,14 @@ def _render_pairs(tok, records: list[PreferencePair]) -> list[tuple[dict[str, np
             ({"prompt": prompt, "chosen": c, "rejected": r}, len(prompt) + max(len(c), len(r)))
         )
     return out
+
+
+def _render_tasks(tok, records: list[TaskRecord]) -> list[tuple[dict[str, Any], int]]:
+    prompts = render_chats(tok, [r.prompt for r in records], generation_prompt=True)
+    return [
+        ({"prompt": prompt, "answer": r.answer, "tests": r.tests}, len(prompt))
+        for (prompt, _), r in zip(prompts, records, strict=True)
+    ]
 
 
 def write_chat_stage(
@@ -136,8 +167,9 @@ def write_chat_stage(
     rows_per_shard: int = 50_000,
 ) -> dict:
     """Read, validate, render, shuffle and write one stage; inputs and output are checked
-    before anything is written. ``max_tokens`` skips (as "too_long") a conversation, or a
-    pair whose prompt + longer reply, over that many tokens: one that fits a window."""
+    before anything is written. ``max_tokens`` skips (as "too_long") a conversation, a pair
+    whose prompt + longer reply, or a task whose prompt, over that many tokens: one that
+    fits a window."""
     if max_tokens is not None and max_tokens < 2:
         raise ValueError(f"--max-tokens must be >= 2, got {max_tokens}")
     if seed < 0 or rows_per_shard < 1 or not domain.strip():
@@ -263,7 +295,8 @@ def _batches(items: Iterable[Record], size: int) -> Iterator[list[Record]]:
 
 
 def _column(values: list, idx: np.ndarray) -> pa.Array:
-    """Rows `idx` of a column: token arrays become a list<uint32>/<uint8> array."""
+    """Rows `idx` of a column: token arrays become a list<uint32>/<uint8> array, text (None
+    where a task has no answer or no tests) a string array."""
     picked = [values[int(i)] for i in idx]
     if picked and isinstance(picked[0], np.ndarray):
         return pa.array(picked, type=pa.list_(pa.from_numpy_dtype(picked[0].dtype)))

@@ -1,6 +1,6 @@
 """`sharpen mix`: materialise a recipe's stages from a curated table (the default), or
 tokenise chat data into a post-training stage (`sharpen mix sft`, `sharpen mix preferences`,
-alias `dpo`)."""
+alias `dpo`, `sharpen mix tasks` for RL and evaluation prompts)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "mix",
         help="plan a mixture recipe and write tokenised Arrow stage shards",
         description="Curated Parquet table + recipe YAML -> tokenizer, per-stage plans, "
-        "shuffled Arrow IPC shards with manifests, and plan.json. `sharpen mix sft ...` and "
-        "`sharpen mix preferences ...` write a post-training stage from chat JSONL instead.",
+        "shuffled Arrow IPC shards with manifests, and plan.json. `sharpen mix sft ...`, "
+        "`sharpen mix preferences ...` and `sharpen mix tasks ...` write a post-training "
+        "stage from chat JSONL instead.",
     )
     p.add_argument("--curated", help="curate output dir or its curated/ table (required)")
     p.add_argument("--recipe", help="mixture recipe YAML (required)")
@@ -24,10 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", default=None, help="local tokenizer.json (skip training)")
     p.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
     p.set_defaults(func=run, _mix_parser=p)
-    inner = p.add_subparsers(dest="mix_command", metavar="{sft,preferences}")
+    inner = p.add_subparsers(dest="mix_command", metavar="{sft,preferences,tasks}")
     for name, aliases, what in (
         ("sft", [], 'conversations, {"messages": [{"role", "content"}, ...]} per line'),
         ("preferences", ["dpo"], '{"prompt", "chosen", "rejected"} per line'),
+        ("tasks", [], '{"prompt", "answer"} or {"prompt", "tests"} per line (RL, evaluation)'),
     ):
         q = inner.add_parser(
             name,
@@ -52,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             type=int,
             default=None,
             help="skip records longer than this once "
-            "rendered (a conversation, or prompt + the longer reply); e.g. seq_len + 1",
+            "rendered (a conversation, prompt + the longer reply, or a task's prompt); e.g. "
+            "seq_len + 1",
         )
         q.add_argument("--seed", type=int, default=0, help="seed of the row shuffle")
         q.add_argument("--strict", action="store_true", help="fail on the first malformed line")
@@ -105,9 +108,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_chat(args: argparse.Namespace) -> int:
-    from mixtures.chat_stages import mix_preferences, mix_sft
+    from mixtures.chat_stages import mix_preferences, mix_sft, mix_tasks
 
-    mix = mix_sft if args.kind == "sft" else mix_preferences
+    mix = {"sft": mix_sft, "preferences": mix_preferences, "tasks": mix_tasks}[args.kind]
     summary = mix(
         args.input,
         args.tokenizer,
@@ -127,7 +130,7 @@ def run_chat(args: argparse.Namespace) -> int:
 def format_chat_summary(summary: dict) -> str:
     """One line for the stage, one for what was skipped (by reason), if anything."""
     trainable = summary["trainable_tokens"]
-    what = "conversations" if summary["kind"] == "sft" else "pairs"
+    what = {"sft": "conversations", "preferences": "pairs"}.get(summary["kind"], "tasks")
     line = (
         f"stage {summary['stage']} ({summary['kind']}): {summary['rows']:,} {what}, "
         f"{summary['tokens']:,} tokens"

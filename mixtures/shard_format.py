@@ -10,10 +10,13 @@ stage-level breakdowns can be checked exactly; version 1 manifests are still rea
 their breakdowns are checked only against ``total_tokens``.
 
 Version 3 adds ``kind``, for post-training stages: ``sft`` (conversations: ``tokens`` and an
-aligned ``loss_mask``, per-shard and total ``trainable_tokens``) and ``preferences``
-(``prompt``/``chosen``/``rejected`` token lists; ``tokens`` counts all three). They record
+aligned ``loss_mask``, per-shard and total ``trainable_tokens``), ``preferences``
+(``prompt``/``chosen``/``rejected`` token lists; ``tokens`` counts all three) and ``tasks``
+(RL and evaluation prompts: a ``prompt`` token list and nullable ``answer`` and ``tests``
+strings, exactly one of them set per row; ``tokens`` counts the prompts). They record
 ``tokens_by_domain`` only. Pre-training stages stay version 2 (no ``kind``: "pretrain"), so
-a reader that predates post-training refuses these stages instead of misreading them.
+a reader that predates post-training refuses these stages instead of misreading them (and
+one that predates a kind refuses that kind).
 
 Pure pyarrow + numpy: the trainer imports this through `mixtures.shards`.
 """
@@ -34,7 +37,7 @@ import pyarrow.compute as pc
 FORMAT_VERSION = 2  # pre-training stages
 KIND_FORMAT_VERSION = 3  # post-training stages, which carry a `kind`
 READABLE_VERSIONS = (1, 2, 3)
-PRETRAIN, SFT, PREFERENCES = "pretrain", "sft", "preferences"
+PRETRAIN, SFT, PREFERENCES, TASKS = "pretrain", "sft", "preferences", "tasks"
 MANIFEST_NAME = "manifest.json"
 SHARD_PATTERN = "shard-{:05d}.arrow"
 TOKENIZER_KEYS = ("path", "sha256", "vocab_size", "bos_id", "eos_id")
@@ -72,11 +75,25 @@ PREFERENCE_SCHEMA = pa.schema(
         *_META,
     ]
 )
-SCHEMAS = {PRETRAIN: SCHEMA, SFT: SFT_SCHEMA, PREFERENCES: PREFERENCE_SCHEMA}
+TASK_SCHEMA = pa.schema(
+    [
+        pa.field("prompt", pa.list_(pa.uint32()), nullable=False),  # ends with <|assistant|>
+        pa.field("answer", pa.string()),  # reference final answer (math reward), or null
+        pa.field("tests", pa.string()),  # test code (code reward), or null; one of the two
+        *_META,
+    ]
+)
+SCHEMAS = {
+    PRETRAIN: SCHEMA,
+    SFT: SFT_SCHEMA,
+    PREFERENCES: PREFERENCE_SCHEMA,
+    TASKS: TASK_SCHEMA,
+}
 TOKEN_COLUMNS = {
     PRETRAIN: ("tokens",),
     SFT: ("tokens",),
     PREFERENCES: ("prompt", "chosen", "rejected"),
+    TASKS: ("prompt",),
 }
 SUMMED = {SFT: ("trainable_tokens",)}  # per-shard counts whose sum the manifest states
 # Arrow list offsets are int32: keep a shard well below 2**31 tokens even for 128k-token docs.

@@ -13,7 +13,8 @@ by one background thread when a reader first asks for it or prefetches it, and
 of an unverified shard is ever returned, yet no rank hashes a whole stage before step 1.
 
 Post-training stages (``kind`` in the manifest) use the same directory and checks with
-their own schema: an SFT stage adds `loss_mask`, a preference stage is read by `pairs`.
+their own schema: an SFT stage adds `loss_mask`, a preference stage is read by `pairs`, a
+task stage (RL and evaluation prompts) by `tasks`.
 
 Pure pyarrow + numpy: the trainer imports this module, so it must never pull in Spark.
 """
@@ -37,6 +38,7 @@ from mixtures.shard_format import (
     SCHEMA,
     SCHEMAS,
     SFT,
+    TASKS,
     ShardError,
     canonical_sha256,
     file_sha256,
@@ -56,6 +58,7 @@ __all__ = [
     "ShardError",
     "StageShards",
     "StageWriter",
+    "TaskArrays",
     "canonical_sha256",
     "check_replaceable",
     "file_sha256",
@@ -92,6 +95,17 @@ class PairArrays(NamedTuple):
     first_index: int  # the stage-wide index of the shard's first pair (manifest order)
 
 
+class TaskArrays(NamedTuple):
+    """A task shard's prompts as (uint32 values, int64 offsets), and each task's reference
+    answer or tests (exactly one is set per task, the other None)."""
+
+    prompt: tuple[np.ndarray, np.ndarray]
+    answers: list[str | None]
+    tests: list[str | None]
+    domains: np.ndarray  # int64 index into `StageShards.domains`, per task
+    first_index: int  # the stage-wide index of the shard's first task (its `task_index`)
+
+
 class StageShards:
     """Read side of a stage directory: manifest, memory-mapped shards, zero-copy token views.
 
@@ -99,8 +113,8 @@ class StageShards:
     ``tokens_by_domain``, so every rank and every resume maps a domain to the same index.
     Hash statistics (``hash_requests``: shards whose check was started, in order;
     ``hashes_completed``: shard files hashed) let callers and tests see what was hashed.
-    ``kind`` is "pretrain", "sft" or "preferences"; ``row_starts[i]`` is shard i's first
-    row as a stage-wide index (a preference pair's stable ``pair_index``).
+    ``kind`` is "pretrain", "sft", "preferences" or "tasks"; ``row_starts[i]`` is shard i's
+    first row as a stage-wide index (a pair's stable ``pair_index``, a task's ``task_index``).
     """
 
     def __init__(self, stage_dir: Path, manifest: dict, *, on_read: bool = False) -> None:
@@ -261,6 +275,11 @@ class StageShards:
                 f"{self.stage_dir}: a preferences stage holds pairs, not a token stream "
                 "(read it with pairs(), train it with a PreferenceLoader)"
             )
+        if self.kind == TASKS:
+            raise ShardError(
+                f"{self.stage_dir}: a tasks stage holds prompts, not a token stream "
+                "(read it with tasks(), a TaskLoader or iter_tasks)"
+            )
         return self.shard(i)
 
     def rows(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -289,6 +308,26 @@ class StageShards:
         table = self.shard(i)
         cols = [_list_arrays(table.column(c)) for c in ("prompt", "chosen", "rejected")]
         return PairArrays(*cols, self._domain_codes(i, table), int(self.row_starts[i]))
+
+    def tasks(self, i: int) -> TaskArrays:
+        """A task shard's prompts, answers and tests, once it is verified; a row with both
+        or neither of answer and tests is refused (no reward could score it)."""
+        if self.kind != TASKS:
+            raise ShardError(f"{self.stage_dir}: a {self.kind} stage has no tasks")
+        self.wait_verified(i)
+        table = self.shard(i)
+        answers = table.column("answer").to_pylist()
+        tests = table.column("tests").to_pylist()
+        for row, (a, t) in enumerate(zip(answers, tests, strict=True)):
+            if (a is None) == (t is None):
+                doc = table.column("doc_id")[row].as_py()
+                raise ShardError(
+                    f"{self.shard_path(i)}: task {doc!r} (row {row}) has "
+                    f"{'both' if a is not None else 'neither'} of answer and tests"
+                )
+        prompt = _list_arrays(table.column("prompt"))
+        codes = self._domain_codes(i, table)
+        return TaskArrays(prompt, answers, tests, codes, int(self.row_starts[i]))
 
     def _domain_codes(self, i: int, table: pa.Table) -> np.ndarray:
         parts = []

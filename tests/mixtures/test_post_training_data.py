@@ -37,7 +37,12 @@ def _checked(text: str) -> tuple[int, bool]:
 
 def test_bundled_sets_read_without_a_skip_and_stay_small():
     sizes = {p.name: p.stat().st_size for p in OUT.iterdir()}
-    assert set(sizes) == {"sft.jsonl", "preferences.jsonl", "arithmetic_eval.jsonl"}
+    assert set(sizes) == {
+        "sft.jsonl",
+        "preferences.jsonl",
+        "arithmetic_eval.jsonl",
+        "arithmetic_rl.jsonl",
+    }
     assert sum(sizes.values()) < 1_000_000
     stats = ReadStats("sft")
     conversations = list(read_conversations(OUT / "sft.jsonl", strict=True, stats=stats))
@@ -72,7 +77,7 @@ def test_the_seeded_script_rebuilds_the_files_byte_for_byte(tmp_path):
     builder = _builder()
     files = builder.build(0)
     builder.write(files, tmp_path)
-    for name in ("sft.jsonl", "preferences.jsonl", "arithmetic_eval.jsonl"):
+    for name in ("sft.jsonl", "preferences.jsonl", "arithmetic_eval.jsonl", "arithmetic_rl.jsonl"):
         assert (tmp_path / name).read_bytes() == (OUT / name).read_bytes(), name
     assert builder.build(1)["sft.jsonl"] != files["sft.jsonl"]
 
