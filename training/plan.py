@@ -65,6 +65,31 @@ class DPOSpec(BaseModel):
     )
 
 
+class GRPOSpec(BaseModel):
+    """Settings of the `grpo` objective: how rollouts are sampled and the update clipped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group_size: int = Field(default=4, ge=2, description="Completions sampled per prompt (G).")
+    max_new_tokens: int = Field(default=32, gt=0, description="Longest completion sampled.")
+    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature.")
+    top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling mass.")
+    advantage_scale: Literal["std", "none"] = Field(
+        default="std", description="std: GRPO's group std; none: Dr. GRPO (mean only)."
+    )
+    clip_eps: float = Field(default=0.2, gt=0, description="PPO ratio clip (lower side).")
+    clip_eps_high: float | None = Field(
+        default=None, gt=0, description="Upper ratio clip (DAPO's clip-higher); null: clip_eps."
+    )
+    kl_beta: float = Field(
+        default=0.0, ge=0, description="Weight of the k3 KL to the frozen stage-start policy."
+    )
+
+    def loss_settings(self) -> dict[str, Any]:
+        return {"clip_eps": self.clip_eps, "clip_eps_high": self.clip_eps_high,
+                "kl_beta": self.kl_beta}  # fmt: skip
+
+
 class StageSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -95,6 +120,9 @@ class StageSpec(BaseModel):
     )
     dpo: DPOSpec | None = Field(
         default=None, description="Settings of the dpo objective (defaults when omitted)."
+    )
+    grpo: GRPOSpec | None = Field(
+        default=None, description="Settings of the grpo objective (defaults when omitted)."
     )
     init_from: Path | None = Field(
         default=None,
@@ -150,10 +178,12 @@ class StageSpec(BaseModel):
             )
         if self.dpo is not None and self.objective != "dpo":
             raise ValueError(f"stage {self.name!r}: `dpo` settings need objective: dpo")
-        if self.objective == "dpo" and self.tokens is not None:
+        if self.grpo is not None and self.objective != "grpo":
+            raise ValueError(f"stage {self.name!r}: `grpo` settings need objective: grpo")
+        if self.objective in ("dpo", "grpo") and self.tokens is not None:
             raise ValueError(
-                f"stage {self.name!r}: a dpo stage's length is given in steps (pairs per step "
-                "are world_size * grad_accum * batch_size), not tokens"
+                f"stage {self.name!r}: a {self.objective} stage's length is given in steps "
+                "(pairs or prompts per step are world_size * grad_accum * batch_size), not tokens"
             )
         if (self.tokens is None) == (self.steps is None):
             raise ValueError(
@@ -176,6 +206,8 @@ class StageSpec(BaseModel):
         """Keyword arguments of the stage's objective (training.objectives.build_objective)."""
         if self.objective == "dpo":
             return (self.dpo or DPOSpec()).model_dump()
+        if self.objective == "grpo":
+            return (self.grpo or GRPOSpec()).loss_settings()
         return {}
 
     def token_budget(self, planned_tokens: dict[str, int]) -> int | None:

@@ -35,7 +35,6 @@ class StepMetrics:
         domains: list[str],
     ) -> None:
         self.stage, self.device, self.domains = stage, device, domains
-        self.tokens_per_step = world_size * stage.grad_accum * stage.batch_size * stage.seq_len
         self.flops_per_token = flops_per_token(cfg, stage.seq_len)
         self.peak = peak_flops(device, dtype)
         self.world_peak = None if self.peak is None else self.peak * world_size  # all ranks
@@ -55,10 +54,16 @@ class StepMetrics:
         lr: float,
         skipped_total: int,
         stage_tokens: int,
+        tokens: int,
+        extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """`stage_tokens`: stream tokens the stage has read so far (its budget's unit)."""
+        """`stage_tokens`: stream tokens the stage has read so far (its budget's unit);
+        `tokens`: input positions the step trained on over all ranks; `extra`: the batch
+        source's own numbers (rollouts: reward, rollout time), whose `rollout_s` is not
+        counted in the training tokens/s."""
+        extra = extra or {}
         seconds = time.perf_counter() - self._t0
-        tokens_per_s = self.tokens_per_step / seconds
+        tokens_per_s = tokens / max(seconds - extra.get("rollout_s", 0.0), 1e-9)
         by_domain = {
             d: loss
             for d, loss in zip(self.domains, result.loss_by_domain, strict=True)
@@ -73,7 +78,7 @@ class StepMetrics:
             **({"loss_by_domain": by_domain} if by_domain else {}),
             "lr": lr,
             "grad_norm": result.grad_norm,
-            "tokens": self.tokens_per_step,
+            "tokens": tokens,
             "stage_tokens": stage_tokens,
             "valid_tokens": result.valid_tokens,
             "tokens_per_s": tokens_per_s,
@@ -82,4 +87,5 @@ class StepMetrics:
             **memory_stats(self.device),
             "skipped": result.skipped,
             "skipped_steps": skipped_total,
+            **extra,
         }

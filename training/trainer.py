@@ -19,11 +19,13 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
 
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.checkpoint import stage_checkpoint_dir as ckpt_dir
 from training.data.loader import PackedLoader
 from training.data.preferences import PreferenceLoader
+from training.data.tasks import TaskLoader
 from training.eval.stage_probe import passkey_probe, stage_tokenizer_path
 from training.metrics import read_metrics, summarize
 from training.model import ModelConfig, Transformer
@@ -38,7 +40,8 @@ from training.parallel import (
     compile_blocks,
     shard_model,
 )
-from training.plan import StageSpec, TrainPlan, resolve_stage_lengths
+from training.plan import GRPOSpec, StageSpec, TrainPlan, resolve_stage_lengths
+from training.rollouts import RolloutSource
 from training.run_state import RunState, check_stop_after, resume_state, trainer_state
 from training.stage_schedule import stage_lr, stage_peak_lrs, stage_rope_thetas
 from training.step_metrics import StepMetrics
@@ -80,9 +83,11 @@ def open_stage_shards(plan: TrainPlan, data_root: Path, *, verify: bool | str) -
 
 
 def build_loader(
-    plan: TrainPlan, i: int, shards: Any, env: DistEnv, vocab_size: int, max_len: int
+    plan: TrainPlan, i: int, shards: Any, env: DistEnv, model: torch.nn.Module
 ) -> Any:
-    """The stage's batch stream: packed windows (pre-training, SFT) or preference pairs."""
+    """The stage's batch stream: packed windows (pre-training, SFT), preference pairs, or
+    rollouts sampled from the model (GRPO)."""
+    vocab_size, max_len = model.cfg.vocab_size, model.cfg.max_seq_len
     stage = plan.stages[i]
     common = {
         "batch_size": stage.batch_size,
@@ -93,10 +98,54 @@ def build_loader(
         "vocab_size": vocab_size,
         "name": stage.name,
     }
+    pad = int(shards.manifest["tokenizer"]["eos_id"])  # never attended nor labelled
     if shards.kind == "preferences":
-        pad = int(shards.manifest["tokenizer"]["eos_id"])  # never attended nor labelled
         return PreferenceLoader(shards, pad_id=pad, max_len=max_len, **common)
+    if shards.kind == "tasks":
+        return rollout_source(stage, TaskLoader(shards, **common), shards, model, env, pad, plan)
     return PackedLoader(shards, seq_len=stage.seq_len, **common)
+
+
+def rollout_source(
+    stage: StageSpec,
+    tasks: TaskLoader,
+    shards: Any,
+    model: torch.nn.Module,
+    env: DistEnv,
+    pad_id: int,
+    plan: TrainPlan,
+) -> RolloutSource:
+    """A GRPO stage samples its batches from the policy; a KL term adds a frozen copy of
+    the stage's starting weights as the reference."""
+    from mixtures.tokenizer import chat_token_ids, load_tokenizer
+
+    spec = stage.grpo or GRPOSpec()
+    tok_path = stage_tokenizer_path(shards.stage_dir, shards.manifest)
+    if tok_path is None:
+        raise ValueError(f"{shards.stage_dir}: a grpo stage needs its tokenizer to decode")
+    tokenizer = load_tokenizer(tok_path)
+    stops = [chat_token_ids(tokenizer)["<|end|>"], int(shards.manifest["tokenizer"]["eos_id"])]
+    reference = None
+    if spec.kl_beta > 0:
+        reference = build_model(plan, model.cfg.vocab_size, env)
+        set_model_state_dict(reference, get_model_state_dict(model))
+        reference.requires_grad_(False)
+    return RolloutSource(
+        tasks,
+        model,
+        tokenizer,
+        group_size=spec.group_size,
+        max_new_tokens=spec.max_new_tokens,
+        temperature=spec.temperature,
+        top_p=spec.top_p,
+        advantage_scale=spec.advantage_scale,
+        stop_ids=stops,
+        pad_id=pad_id,
+        seed=plan.seed,
+        rank=env.rank,
+        device=env.device,
+        reference=reference,
+    )
 
 
 def prepare_objective(
@@ -212,7 +261,7 @@ def train(
             model.rope_theta, model.rope_yarn = ropes[i]
             objective = build_objective(stage.objective, **stage.objective_settings())
             stage_shards = shards[stage.data]
-            loader = build_loader(plan, i, stage_shards, env, vocab_size, model.cfg.max_seq_len)
+            loader = build_loader(plan, i, stage_shards, env, model)
             objective.check_batch_type(loader.batch_type)
             if state.loader is not None:
                 loader.load_state_dict(state.loader)
@@ -248,6 +297,8 @@ def train(
                     lr=lr,
                     skipped_total=guard.skipped + result.skipped,
                     stage_tokens=loader.tokens_consumed,
+                    tokens=env.world_size * sum(mb.inputs.numel() for mb in micro_batches),
+                    extra=getattr(loader, "last", None),
                 )
                 if step == stage.steps:  # the stage's last row carries its end-of-stage probe
                     probe = passkey_probe(

@@ -93,7 +93,7 @@ def test_objectives_must_fit_their_data(world_of_one, chat_mix: Path, tmp_path: 
     (tmp_path / "q.yaml").write_text(
         PLAN.replace("steps: 8, seq_len: 128", "tokens: 1000, seq_len: 128")
     )
-    with pytest.raises(PlanError, match="dpo stage's length is given in steps"):
+    with pytest.raises(PlanError, match="a dpo stage's length is given in steps"):
         load_plan(tmp_path / "q.yaml")
 
 

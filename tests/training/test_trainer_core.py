@@ -110,7 +110,7 @@ def test_causal_lm_sums_cross_entropy_over_valid_labels_only():
     assert build_objective("causal_lm").name == "causal_lm"
     with pytest.raises(ValueError, match="unknown objective 'ppo'"):
         build_objective("ppo")
-    assert sorted(OBJECTIVES) == ["causal_lm", "dpo", "sft"]
+    assert sorted(OBJECTIVES) == ["causal_lm", "dpo", "grpo", "sft"]
     CausalLM().check_batch_type(PackedBatch)
 
 

@@ -5,8 +5,9 @@ from typing import Any
 from training.objectives.base import IGNORE_INDEX, Objective
 from training.objectives.causal_lm import SFT, CausalLM
 from training.objectives.dpo import DPO
+from training.objectives.grpo import GRPO
 
-OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (CausalLM, SFT, DPO)}
+OBJECTIVES: dict[str, type[Objective]] = {o.name: o for o in (CausalLM, SFT, DPO, GRPO)}
 
 
 def build_objective(name: str, **settings: Any) -> Objective:
@@ -18,4 +19,13 @@ def build_objective(name: str, **settings: Any) -> Objective:
     return cls(**settings)
 
 
-__all__ = ["DPO", "IGNORE_INDEX", "OBJECTIVES", "SFT", "CausalLM", "Objective", "build_objective"]
+__all__ = [
+    "DPO",
+    "GRPO",
+    "IGNORE_INDEX",
+    "OBJECTIVES",
+    "SFT",
+    "CausalLM",
+    "Objective",
+    "build_objective",
+]
