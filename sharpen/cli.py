@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mixtures import cli as mixtures_cli
     from sharpen import demo
     from training import cli as training_cli
+    from training import eval_cli
     from training.interop import export_cli
     from training.rewards import cli as sandbox_cli
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     mixtures_cli.register(sub)
     training_cli.register(sub)
     export_cli.register(sub)
+    eval_cli.register(sub)
     sandbox_cli.register(sub)
     demo.register(sub)
     return parser
