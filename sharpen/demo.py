@@ -2,8 +2,10 @@
 
 models (fastText quality + language ID, KenLM; trained from data/quality once) ->
 curate (Spark, local) -> mix (tokenizer + two stages of Arrow shards) -> train (two
-pre-training stages, FSDP2 under torchrun, 2 CPU ranks) -> summary printed and written
-to `runs/demo/summary.json`.
+pre-training stages, FSDP2 under torchrun, 2 CPU ranks) -> post-train (SFT, DPO, GRPO
+on the bundled chat, preference and arithmetic sets, from the pre-training checkpoint)
+-> every stage's checkpoint exported to transformers format and checked -> summary
+printed and written to `runs/demo/summary.json`.
 """
 
 from __future__ import annotations
@@ -24,19 +26,23 @@ def register(sub) -> None:
     p.add_argument("--output", default="runs/demo", help="where every stage writes")
     p.add_argument("--recipe", default=str(ROOT / "mixtures" / "recipes" / "demo.yaml"))
     p.add_argument("--plan", default=str(ROOT / "training" / "recipes" / "demo.yaml"))
+    p.add_argument("--post-plan", default=str(ROOT / "training" / "recipes" / "demo_post.yaml"),
+                   help="post-training stages (SFT, DPO, GRPO); 'none' to stop after pre-training")
     p.add_argument("--nproc", type=int, default=2, help="torchrun ranks")
     p.add_argument("--master", help="Spark master URL (default local[*])")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    summary = run_demo(args.input, args.output, args.recipe, args.plan, args.nproc, args.master)
+    post = None if args.post_plan == "none" else args.post_plan
+    summary = run_demo(args.input, args.output, args.recipe, args.plan, args.nproc, args.master,
+                       post_plan=post)
     print(format_summary(summary))
     return 0
 
 
 def run_demo(input_path: str, output: str, recipe: str, plan: str, nproc: int = 2,
-             master: str | None = None) -> dict:
+             master: str | None = None, post_plan: str | None = None) -> dict:
     from curation.config import CurationConfig
     from curation.pipeline import run_curation
     from curation.quality.bundled_models import ensure_models, with_models
@@ -66,6 +72,14 @@ def run_demo(input_path: str, output: str, recipe: str, plan: str, nproc: int = 
         log.info("%s holds checkpoints: resuming from the latest", out / "train")
     train = run_training(plan, str(out / "mix"), str(out / "train"), nproc=nproc, resume=True)
     timings["train_s"] = round(time.perf_counter() - t, 1)
+    post = {}
+    if post_plan is not None:
+        t = time.perf_counter()
+        post = run_post_training(out, post_plan, nproc)
+        timings["post_train_s"] = round(time.perf_counter() - t, 1)
+        t = time.perf_counter()
+        post["exports"] = export_every_stage(out)
+        timings["export_s"] = round(time.perf_counter() - t, 1)
     summary = {
         "documents": stats["counts"],
         "quarantined_by_reason": stats["quarantined_by_reason"],
@@ -78,6 +92,7 @@ def run_demo(input_path: str, output: str, recipe: str, plan: str, nproc: int = 
         "tokens_by_domain": {name: st.get("tokens_by_domain", {})
                              for name, st in mix.get("stages", {}).items()},
         "loss": train.get("stages", train),
+        "post_training": post,
         "outputs": {"curated": str(out / "curate" / "curated"),
                     "stats": str(out / "curate" / "stats.json"),
                     "shards": str(out / "mix"), "train": str(out / "train"),
@@ -86,6 +101,45 @@ def run_demo(input_path: str, output: str, recipe: str, plan: str, nproc: int = 
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def run_post_training(out: Path, post_plan: str, nproc: int) -> dict:
+    """Mix the bundled post-training sets beside the pre-training stages (same tokenizer),
+    then train SFT -> DPO -> GRPO from the pre-training run's final checkpoint."""
+    import yaml
+
+    from mixtures.chat_stages import mix_preferences, mix_sft, mix_tasks
+    from training.cli import run_training
+
+    data = ROOT / "data" / "post_training"
+    tokenizer = out / "mix" / "tokenizer" / "tokenizer.json"
+    for stage, mix, source in (("sft", mix_sft, "sft.jsonl"),
+                               ("preferences", mix_preferences, "preferences.jsonl"),
+                               ("tasks", mix_tasks, "arithmetic_rl.jsonl")):
+        # deterministic: a rerun keeps the stage (and DPO's stored reference log-probs)
+        if not (out / "mix" / stage / "manifest.json").is_file():
+            mix([data / source], tokenizer, out / "mix", stage=stage, max_tokens=480)
+    plan = yaml.safe_load(Path(post_plan).read_text(encoding="utf-8"))
+    plan["stages"][0]["init_from"] = str(out / "train" / "checkpoints" / "anneal")
+    written = out / "post_plan.yaml"
+    written.write_text(yaml.safe_dump(plan, sort_keys=False), encoding="utf-8")
+    return run_training(written, str(out / "mix"), str(out / "post"), nproc=nproc, resume=True)
+
+
+def export_every_stage(out: Path) -> dict:
+    """Each stage's final checkpoint as a transformers directory, its logits checked."""
+    from training.interop.export import export_checkpoint
+
+    exported = {}
+    for run, stages in (("train", ("pretrain", "anneal")), ("post", ("sft", "dpo", "grpo"))):
+        for stage in stages:
+            ckpt = out / run / "checkpoints" / stage
+            if not ckpt.is_dir():
+                continue
+            info = export_checkpoint(ckpt, out / "hf" / stage, verify=True, overwrite=True)
+            exported[stage] = {"path": str(out / "hf" / stage),
+                               "max_logit_diff": info.get("max_abs_logit_diff")}
+    return exported
 
 
 def _stop_spark() -> None:
@@ -132,6 +186,15 @@ def format_summary(s: dict) -> str:
                 pk = info["last_passkey"]
                 lines.append(f"stage {stage} passkey at {pk['seq_len']} tokens: accuracy "
                              f"{pk['accuracy']:.2f} ({pk['n']} prompts)")
+    for stage, info in (s.get("post_training") or {}).items():
+        if stage == "exports" or not isinstance(info, dict) or "first_loss" not in info:
+            continue
+        reward = (f", mean reward {info['mean_reward']:.3f}" if "mean_reward" in info else "")
+        lines.append(f"post-training {stage}: loss {info['first_loss']:.3f} -> "
+                     f"{info['last_loss']:.3f} over {info['steps']} steps{reward}")
+    for stage, e in ((s.get("post_training") or {}).get("exports") or {}).items():
+        lines.append(f"export {stage}: {e['path']} (transformers logits within "
+                     f"{e['max_logit_diff']:.1e})")
     lines.append("outputs: " + ", ".join(f"{k}={v}" for k, v in s["outputs"].items()))
     lines.append(f"seconds: {s['seconds']}")
     return "\n".join(lines)

@@ -127,7 +127,9 @@ def summarize(rows: list[dict[str, Any]], window: int = 10) -> dict[str, dict[st
     - peak_mem_mib: the highest of the rows' peaks;
     - last_mean_loss_by_domain: {domain: mean of its last `window` losses}, skipped
       steps left out;
-    - last_passkey: the last row's `passkey` dict (its accuracy and the rest).
+    - last_passkey: the last row's `passkey` dict (its accuracy and the rest);
+    - mean_reward, last_mean_reward: a GRPO stage's rollout reward, over the stage and
+      over its last `window` steps.
     Rows without a `loss` (an evaluation's own row) count only for those fields.
     """
     out: dict[str, dict[str, Any]] = {}
@@ -175,6 +177,10 @@ def _observability(rows: list[dict[str, Any]], stage: str, window: int) -> dict[
         out["last_mean_loss_by_domain"] = {
             d: sum(ls[-window:]) / len(ls[-window:]) for d, ls in sorted(by_domain.items())
         }
+    rewards = [r["reward_mean"] for r in mine if isinstance(r.get("reward_mean"), (int, float))]
+    if rewards:  # a GRPO stage: the rollouts' verifiable reward
+        out["mean_reward"] = sum(rewards) / len(rewards)
+        out["last_mean_reward"] = sum(rewards[-window:]) / len(rewards[-window:])
     passkeys = [r["passkey"] for r in mine if isinstance(r.get("passkey"), dict)]
     if passkeys:
         out["last_passkey"] = passkeys[-1]
