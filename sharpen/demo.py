@@ -68,6 +68,7 @@ def run_demo(input_path: str, output: str, recipe: str, plan: str, nproc: int = 
     t = time.perf_counter()
     # a rerun (or a killed demo) continues from the latest checkpoint rather than being
     # refused: same data, same plan, so resuming is what the user wants here
+    _start_over_if_data_changed(out / "train", out / "mix", plan)
     if (out / "train" / "checkpoints" / "latest.json").is_file():
         log.info("%s holds checkpoints: resuming from the latest", out / "train")
     train = run_training(plan, str(out / "mix"), str(out / "train"), nproc=nproc, resume=True)
@@ -123,7 +124,32 @@ def run_post_training(out: Path, post_plan: str, nproc: int) -> dict:
     plan["stages"][0]["init_from"] = str(out / "train" / "checkpoints" / "anneal")
     written = out / "post_plan.yaml"
     written.write_text(yaml.safe_dump(plan, sort_keys=False), encoding="utf-8")
+    _start_over_if_data_changed(out / "post", out / "mix", str(written))
     return run_training(written, str(out / "mix"), str(out / "post"), nproc=nproc, resume=True)
+
+
+def _start_over_if_data_changed(run: Path, data_root: Path, plan: str) -> None:
+    """The demo resumes its runs on purpose, but never onto other data: a re-mixed stage
+    (new code, a new tokenizer) moves the old run aside and trains afresh."""
+    import hashlib
+
+    from training.checkpoint import latest_checkpoint
+    from training.plan import load_plan
+    from training.run_state import changed_data
+
+    ckpt = latest_checkpoint(run / "checkpoints") if (run / "checkpoints").is_dir() else None
+    if ckpt is None:
+        return
+    names = {s.data for s in load_plan(plan).stages}
+    data = {n: hashlib.sha256((data_root / n / "manifest.json").read_bytes()).hexdigest()
+            for n in names}
+    if changed_data(ckpt, data):
+        n = 1
+        while (aside := run.with_name(f"{run.name}.prev-{n}")).exists():
+            n += 1
+        run.rename(aside)
+        log.warning("%s trained on other data than %s now holds: moved to %s, starting afresh",
+                    run, data_root, aside)
 
 
 def export_every_stage(out: Path) -> dict:

@@ -7,6 +7,8 @@ that follow are bitwise those of an uninterrupted run.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 
 import torch
 
-from training.checkpoint import latest_checkpoint, load_checkpoint
+from training.checkpoint import TRAINER_STATE, CheckpointError, latest_checkpoint, load_checkpoint
 from training.data.loader import PackedLoader
 from training.plan import TrainPlan
 
@@ -33,14 +35,41 @@ class RunState:
     objective: dict[str, Any] | None = None  # the stage objective's state (mid-stage only)
 
 
+def data_fingerprints(shards: dict[str, Any]) -> dict[str, str]:
+    """sha256 of each mixture stage's manifest (which holds every shard's sha256)."""
+    return {
+        name: hashlib.sha256(Path(sh.manifest_path).read_bytes()).hexdigest()
+        for name, sh in sorted(shards.items())
+    }
+
+
+def changed_data(checkpoint: Path, data: dict[str, str]) -> list[str]:
+    """Mixture stages whose manifest differs from the one the checkpoint trained on."""
+    saved = json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8")).get("data", {})
+    return sorted(name for name, digest in data.items() if saved.get(name, digest) != digest)
+
+
 def resume_state(
-    plan: TrainPlan, ckpt_root: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+    plan: TrainPlan,
+    ckpt_root: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: dict[str, str],
 ) -> RunState | None:
-    """Load the latest checkpoint into model and optimizer; None when there is none."""
+    """Load the latest checkpoint into model and optimizer; None when there is none.
+
+    A resume on other data than the checkpoint's (a re-mixed stage, a new tokenizer) would
+    continue a loader position into a different stream without a word: refused."""
     path = latest_checkpoint(ckpt_root)
     if path is None:
         log.info("--resume: no checkpoint under %s, starting fresh", ckpt_root)
         return None
+    changed = changed_data(path, data)
+    if changed:
+        raise CheckpointError(
+            f"{path}: mixture stage(s) {changed} changed since this run trained on them "
+            "(their manifests differ); resuming needs the same data: train into a new --output"
+        )
     saved = load_checkpoint(path, model, optimizer)
     idx, step = int(saved["stage_index"]), int(saved["stage_step"])
     if plan.stages[idx].name != saved["stage"]:
@@ -60,6 +89,7 @@ def trainer_state(
     world_size: int,
     lr: float,
     objective: dict[str, Any],
+    data: dict[str, str],
 ) -> dict[str, Any]:
     """trainer_state.json: the run's position, the loader's, the world that saved it and
     the LR of its last step (where a branched anneal continues from)."""
@@ -73,6 +103,7 @@ def trainer_state(
         "world_size": world_size,
         "lr": lr,
         "objective": objective,
+        "data": data,  # manifest sha256 per mixture stage: a resume must see the same
     }
 
 

@@ -42,7 +42,13 @@ from training.parallel import (
 )
 from training.plan import GRPOSpec, StageSpec, TrainPlan, resolve_stage_lengths
 from training.rollouts import RolloutSource
-from training.run_state import RunState, check_stop_after, resume_state, trainer_state
+from training.run_state import (
+    RunState,
+    check_stop_after,
+    data_fingerprints,
+    resume_state,
+    trainer_state,
+)
 from training.stage_schedule import stage_lr, stage_peak_lrs, stage_rope_thetas
 from training.step_metrics import StepMetrics
 from training.train_step import NonFiniteGuard, train_step
@@ -82,9 +88,7 @@ def open_stage_shards(plan: TrainPlan, data_root: Path, *, verify: bool | str) -
     return opened
 
 
-def build_loader(
-    plan: TrainPlan, i: int, shards: Any, env: DistEnv, model: torch.nn.Module
-) -> Any:
+def build_loader(plan: TrainPlan, i: int, shards: Any, env: DistEnv, model: torch.nn.Module) -> Any:
     """The stage's batch stream: packed windows (pre-training, SFT), preference pairs, or
     rollouts sampled from the model (GRPO)."""
     vocab_size, max_len = model.cfg.vocab_size, model.cfg.max_seq_len
@@ -234,7 +238,8 @@ def train(
     peaks, ropes = stage_peak_lrs(plan), stage_rope_settings(plan)
     optimizer = build_adamw(model, lr=peaks[0], weight_decay=plan.stages[0].weight_decay)
 
-    resumed = resume_state(plan, ckpt_root, model, optimizer) if resume else None
+    data = data_fingerprints(shards)
+    resumed = resume_state(plan, ckpt_root, model, optimizer, data) if resume else None
     state = resumed or RunState()
     metrics = RunMetrics(
         output,
@@ -326,7 +331,13 @@ def train(
                     save_to = ckpt_dir(ckpt_root, stage.name, step)
                 if save_to is not None:
                     saved = trainer_state(
-                        state, stage.name, loader, env.world_size, lr, objective.state_dict()
+                        state,
+                        stage.name,
+                        loader,
+                        env.world_size,
+                        lr,
+                        objective.state_dict(),
+                        data,
                     )
                     save_checkpoint(save_to, model, optimizer, saved, is_main=env.is_main)
                 if stop:

@@ -322,3 +322,18 @@ def test_bf16_mixed_precision_trains_with_fp32_master_weights(world_of_one, mixt
     model = Transformer(CFG.model_copy(update={"max_seq_len": 32, "vocab_size": 256}))
     load_model_weights(tmp_path / "b" / "checkpoints" / "pretrain", model)
     assert all(p.dtype == torch.float32 for p in model.state_dict().values())
+
+
+def test_a_resume_on_changed_data_is_refused(world_of_one, mixture: Path, tmp_path: Path):
+    from shard_fixtures import markov_docs, write_stage
+
+    from training.checkpoint import CheckpointError
+    from training.trainer import train
+
+    plan = load_plan(write_plan(tmp_path / "p.yaml", PRETRAIN))
+    train(plan, mixture, tmp_path / "run", world_of_one, stop_after=("pretrain", 2))
+    other = tmp_path / "other"  # the same layout, but broad was re-mixed with other documents
+    write_stage(other / "broad", markov_docs(400, seed=9, vocab=256), vocab=256)
+    with pytest.raises(CheckpointError, match=r"\['broad'\] changed since this run trained"):
+        train(plan, other, tmp_path / "run", world_of_one, resume=True)
+    train(plan, mixture, tmp_path / "run", world_of_one, resume=True)  # same data: resumes
