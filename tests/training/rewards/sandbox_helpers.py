@@ -36,11 +36,15 @@ class TrainerState:
         self.pid, self.ppid, self.cwd = os.getpid(), os.getppid(), os.getcwd()
         self.fds = sorted(os.listdir("/proc/self/fd"))
         self.rss = self.me.memory_info().rss
+        # children the test process had before (e.g. the math reward's reused worker,
+        # started by earlier tests in the same session) are not the sandbox's
+        self.children = {c.pid for c in self.me.children(recursive=True)}
 
     def assert_unharmed(self) -> None:
         assert os.getpid() == self.pid and os.getppid() == self.ppid
         assert self.me.is_running() and self.me.status() != psutil.STATUS_ZOMBIE
         assert os.getcwd() == self.cwd
         assert sorted(os.listdir("/proc/self/fd")) == self.fds, "file descriptors leaked"
-        assert self.me.children(recursive=True) == []
+        new = [c for c in self.me.children(recursive=True) if c.pid not in self.children]
+        assert new == [], [c.cmdline() for c in new]
         assert self.me.memory_info().rss < self.rss + (64 << 20)  # the 8 GB stayed inside
