@@ -19,29 +19,18 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
 
+from training.build import build_model, open_stage_shards, planned_tokens
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.checkpoint import stage_checkpoint_dir as ckpt_dir
-from training.data.loader import PackedLoader
-from training.data.preferences import PreferenceLoader
-from training.data.tasks import TaskLoader
 from training.eval.stage_probe import passkey_probe, stage_tokenizer_path
 from training.metrics import read_metrics, summarize
-from training.model import ModelConfig, Transformer
 from training.model.rope_schedule import stage_rope_settings
-from training.objectives import DPO, OBJECTIVES, Objective, build_objective
-from training.objectives.reference_logps import load_reference_logps, prepare_reference_logps
+from training.objectives import build_objective
 from training.observability import Progress, RunMetrics
 from training.optim import build_adamw, set_lr, set_weight_decay
-from training.parallel import (
-    DistEnv,
-    apply_activation_checkpointing,
-    compile_blocks,
-    shard_model,
-)
-from training.plan import GRPOSpec, StageSpec, TrainPlan, resolve_stage_lengths
-from training.rollouts import RolloutSource
+from training.parallel import DistEnv
+from training.plan import TrainPlan, resolve_stage_lengths
 from training.run_state import (
     RunState,
     check_stop_after,
@@ -50,10 +39,11 @@ from training.run_state import (
     trainer_state,
 )
 from training.stage_schedule import stage_lr, stage_peak_lrs, stage_rope_thetas
+from training.stage_sources import build_loader, prepare_objective
 from training.step_metrics import StepMetrics
 from training.train_step import NonFiniteGuard, train_step
 
-# stage_rope_thetas and check_stop_after stay importable here for callers of the loop
+# the run's setup helpers stay importable from here, where callers of the loop look
 __all__ = [
     "build_model",
     "check_stop_after",
@@ -65,137 +55,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def open_stage_shards(plan: TrainPlan, data_root: Path, *, verify: bool | str) -> dict[str, Any]:
-    """Open every stage's shards up front: a missing or mismatched stage fails before step 1.
-
-    `verify`: True hashes every shard now, "on_read" when a loader first reads it.
-    """
-    from mixtures.shards import StageShards
-
-    opened = {s.data: StageShards.open(data_root / s.data, verify=verify) for s in plan.stages}
-    vocab = {name: int(sh.manifest["tokenizer"]["vocab_size"]) for name, sh in opened.items()}
-    if len(set(vocab.values())) != 1:
-        raise ValueError(f"{data_root}: stages use different tokenizer vocab sizes {vocab}")
-    for s in plan.stages:
-        wanted, kind = OBJECTIVES[s.objective].data_kind, opened[s.data].kind
-        if kind != wanted:
-            raise ValueError(
-                f"stage {s.name!r}: objective {s.objective} trains on {wanted} shards, but "
-                f"{data_root / s.data} holds {kind} shards"
-            )
-    return opened
-
-
-def build_loader(plan: TrainPlan, i: int, shards: Any, env: DistEnv, model: torch.nn.Module) -> Any:
-    """The stage's batch stream: packed windows (pre-training, SFT), preference pairs, or
-    rollouts sampled from the model (GRPO)."""
-    vocab_size, max_len = model.cfg.vocab_size, model.cfg.max_seq_len
-    stage = plan.stages[i]
-    common = {
-        "batch_size": stage.batch_size,
-        "rank": env.rank,
-        "world_size": env.world_size,
-        "grad_accum": stage.grad_accum,
-        "seed": plan.seed + i,
-        "vocab_size": vocab_size,
-        "name": stage.name,
-    }
-    pad = int(shards.manifest["tokenizer"]["eos_id"])  # never attended nor labelled
-    if shards.kind == "preferences":
-        return PreferenceLoader(shards, pad_id=pad, max_len=max_len, **common)
-    if shards.kind == "tasks":
-        return rollout_source(stage, TaskLoader(shards, **common), shards, model, env, pad, plan)
-    return PackedLoader(shards, seq_len=stage.seq_len, **common)
-
-
-def rollout_source(
-    stage: StageSpec,
-    tasks: TaskLoader,
-    shards: Any,
-    model: torch.nn.Module,
-    env: DistEnv,
-    pad_id: int,
-    plan: TrainPlan,
-) -> RolloutSource:
-    """A GRPO stage samples its batches from the policy; a KL term adds a frozen copy of
-    the stage's starting weights as the reference."""
-    from mixtures.tokenizer import chat_token_ids, load_tokenizer
-
-    spec = stage.grpo or GRPOSpec()
-    tok_path = stage_tokenizer_path(shards.stage_dir, shards.manifest)
-    if tok_path is None:
-        raise ValueError(f"{shards.stage_dir}: a grpo stage needs its tokenizer to decode")
-    tokenizer = load_tokenizer(tok_path)
-    stops = [chat_token_ids(tokenizer)["<|end|>"], int(shards.manifest["tokenizer"]["eos_id"])]
-    reference = None
-    if spec.kl_beta > 0:
-        reference = build_model(plan, model.cfg.vocab_size, env)
-        set_model_state_dict(reference, get_model_state_dict(model))
-        reference.requires_grad_(False)
-    return RolloutSource(
-        tasks,
-        model,
-        tokenizer,
-        group_size=spec.group_size,
-        max_new_tokens=spec.max_new_tokens,
-        temperature=spec.temperature,
-        top_p=spec.top_p,
-        advantage_scale=spec.advantage_scale,
-        stop_ids=stops,
-        pad_id=pad_id,
-        seed=plan.seed,
-        rank=env.rank,
-        device=env.device,
-        reference=reference,
-    )
-
-
-def prepare_objective(
-    objective: Objective,
-    model: torch.nn.Module,
-    stage: StageSpec,
-    shards: Any,
-    env: DistEnv,
-    saved: dict[str, Any] | None,
-) -> None:
-    """What an objective needs before its stage's first step: DPO's reference log-probs,
-    computed from the weights the stage starts from (a resumed stage reloads the file it
-    used, since its weights have moved on)."""
-    if not isinstance(objective, DPO):
-        return
-    if saved and saved.get("reference_logps"):
-        objective.reference = load_reference_logps(Path(saved["reference_logps"]), shards)
-        return
-    objective.reference = prepare_reference_logps(
-        model,
-        shards,
-        batch_size=stage.batch_size,
-        pad_id=int(shards.manifest["tokenizer"]["eos_id"]),
-        max_len=model.cfg.max_seq_len,
-        device=env.device,
-        is_main=env.is_main,
-    )
-
-
-def planned_tokens(shards: dict[str, Any]) -> dict[str, int]:
-    """Each mixture stage's planned tokens, as its manifest records them."""
-    return {name: int(sh.manifest["total_tokens"]) for name, sh in shards.items()}
-
-
-def build_model(plan: TrainPlan, vocab_size: int, env: DistEnv) -> Transformer:
-    """The same init on every rank (seeded before sharding), then AC per block, then FSDP2."""
-    cfg = ModelConfig(**plan.model.model_dump(), vocab_size=vocab_size)
-    torch.manual_seed(plan.seed)
-    with torch.device(env.device):
-        model = Transformer(cfg)
-    if plan.activation_checkpointing:
-        apply_activation_checkpointing(model)
-    if plan.compile:
-        compile_blocks(model)
-    shard_model(model, env.mesh["dp"], getattr(torch, plan.dtype))
-    return model
 
 
 def enter_stage(
