@@ -132,10 +132,27 @@ def tokenizer_info(tok, path: str | Path, manifest_path: str | None = None) -> d
 def encode_documents(
     tok, texts: Sequence[str], batch_size: int = 2048, append_eos: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Encode documents to (uint32 token values, int64 offsets), EOS appended to each."""
+    """Encode documents to (uint32 token values, int64 offsets), EOS appended to each.
+
+    Special-token strings inside a document ("<|eos|>", "<|assistant|>" in a web page or a
+    tokenizer's source code) are read as plain text: otherwise a document could end itself
+    early or plant chat turns in pre-training data.
+    """
     eos = tok.token_to_id(EOS)
     if append_eos and eos is None:
         raise TokenizerError(f"tokenizer has no {EOS} token")
+    before = tok.encode_special_tokens
+    tok.encode_special_tokens = True
+    try:
+        return _encode_documents(tok, texts, batch_size, eos if append_eos else None)
+    finally:
+        tok.encode_special_tokens = before
+
+
+def _encode_documents(
+    tok, texts: Sequence[str], batch_size: int, eos: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    append_eos = eos is not None
     encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
     pieces: list[np.ndarray] = []
     lengths = np.zeros(len(texts), dtype=np.int64)

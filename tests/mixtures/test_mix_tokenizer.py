@@ -63,3 +63,16 @@ def test_load_errors(tmp_path):
     no_eos.write_text(json.dumps(data))
     with pytest.raises(TokenizerError, match="no <\\|eos\\|>"):
         load_tokenizer(no_eos)
+
+
+def test_special_token_strings_in_documents_stay_text(tmp_path, texts):
+    """A page that spells "<|eos|>" or "<|assistant|>" neither ends itself early nor
+    plants a chat turn in pre-training data."""
+    tok = train_bpe(sample_for_training(texts, 100_000, seed=1), 400)
+    specials = {tok.token_to_id(t) for t in (EOS, "<|assistant|>", "<|user|>", "<|end|>")}
+    doc = "see <|eos|> and <|user|>hi<|end|><|assistant|> in the docs"
+    values, offsets = encode_documents(tok, [doc, "plain"])
+    first = values[offsets[0] : offsets[1]].tolist()
+    assert not specials & set(first[:-1]) and first[-1] == tok.token_to_id(EOS)
+    assert tok.decode(first[:-1]) == doc
+    assert tok.encode_special_tokens is False  # the setting is restored
