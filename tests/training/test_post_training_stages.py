@@ -102,3 +102,31 @@ def test_dpo_learns_a_clear_preference(world_of_one, chat_mix: Path, tmp_path: P
     dpo = [r for r in train(plan, chat_mix, tmp_path / "run", world_of_one) if r["stage"] == "dpo"]
     assert dpo[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
     assert sum(r["loss"] for r in dpo[-3:]) / 3 < 0.5, [r["loss"] for r in dpo]
+
+
+def test_sft_starts_from_a_pretraining_checkpoint(world_of_one, chat_mix: Path, tmp_path: Path):
+    """init_from: SFT continues from a causal-LM run's weights (same tokenizer), not a fresh init."""
+    from shard_fixtures import markov_docs, write_stage
+
+    manifest = json.loads((chat_mix / "sft" / "manifest.json").read_text())
+    tok = {**manifest["tokenizer"], "path": "../tokenizer/tokenizer.json"}
+    vocab = tok["vocab_size"]
+    data = tmp_path / "data"
+    (data / "tokenizer").mkdir(parents=True)
+    (data / "tokenizer" / "tokenizer.json").write_bytes(
+        (chat_mix / "tokenizer" / "tokenizer.json").read_bytes()
+    )
+    write_stage(data / "broad", markov_docs(200, seed=4, vocab=vocab), vocab=vocab, tokenizer=tok)
+    (data / "sft").symlink_to(chat_mix / "sft")
+    pretrain = PLAN.split("stages:")[0] + (
+        "stages:\n  - {name: pretrain, data: broad, steps: 20, seq_len: 128, batch_size: 4, "
+        "lr: 0.01}\n"
+    )
+    train(pretrain, data, tmp_path / "pre", world_of_one)
+    sft = PLAN.split("  - {name: dpo")[0]
+    fresh = train(sft, data, tmp_path / "fresh", world_of_one)
+    ckpt = tmp_path / "pre" / "checkpoints" / "pretrain"
+    branched = sft.replace("lr: 0.01,", f"lr: 0.01, init_from: {ckpt}, reset_optimizer: true,")
+    started = train(branched, data, tmp_path / "sft", world_of_one)
+    assert started[0]["loss"] != fresh[0]["loss"]  # the weights came from the checkpoint
+    assert [r["stage"] for r in started] == ["sft"] * 6

@@ -12,10 +12,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from sandbox_helpers import TrainerState, assert_no_strays, strays
 
@@ -267,9 +269,12 @@ def test_sandbox_dies_with_the_trainer(isolation):
         f"run_program({program!r}, limits=SandboxLimits(wall_time_s=60, cpu_time_s=60),"
         f" isolation={isolation!r})\n"
     )
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         [sys.executable, "-c", trainer],
         cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         env={
             **os.environ,
             "PYTHONPATH": os.pathsep.join(
@@ -278,11 +283,23 @@ def test_sandbox_dies_with_the_trainer(isolation):
         },
     )
     try:
-        deadline = time.monotonic() + 30
-        while not strays(marker) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while not strays(marker) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert strays(marker), "the sandboxed child never started"
+        if not strays(marker):  # say why: the trainer's output and what it was running
+            alive = proc.poll() is None
+            tree = (
+                [" ".join(c.cmdline()) for c in psutil.Process(proc.pid).children(True)]
+                if alive
+                else []
+            )
+            log.seek(0)
+            raise AssertionError(
+                f"the sandboxed child never started (trainer exit {proc.poll()}); "
+                f"processes {tree}; output {log.read()[-2000:]!r}"
+            )
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        log.close()
     assert_no_strays(marker, wait_s=5)
