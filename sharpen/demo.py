@@ -131,18 +131,14 @@ def run_post_training(out: Path, post_plan: str, nproc: int) -> dict:
 def _start_over_if_data_changed(run: Path, data_root: Path, plan: str) -> None:
     """The demo resumes its runs on purpose, but never onto other data: a re-mixed stage
     (new code, a new tokenizer) moves the old run aside and trains afresh."""
-    import hashlib
-
     from training.checkpoint import latest_checkpoint
     from training.plan import load_plan
-    from training.run_state import changed_data
+    from training.run_state import changed_data, data_fingerprints
 
     ckpt = latest_checkpoint(run / "checkpoints") if (run / "checkpoints").is_dir() else None
     if ckpt is None:
         return
-    names = {s.data for s in load_plan(plan).stages}
-    data = {n: hashlib.sha256((data_root / n / "manifest.json").read_bytes()).hexdigest()
-            for n in names}
+    data = data_fingerprints(data_root, (s.data for s in load_plan(plan).stages))
     if changed_data(ckpt, data):
         n = 1
         while (aside := run.with_name(f"{run.name}.prev-{n}")).exists():

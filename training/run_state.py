@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,13 @@ class RunState:
     objective: dict[str, Any] | None = None  # the stage objective's state (mid-stage only)
 
 
-def data_fingerprints(shards: dict[str, Any]) -> dict[str, str]:
+def data_fingerprints(data_root: Path, names: Iterable[str]) -> dict[str, str]:
     """sha256 of each mixture stage's manifest (which holds every shard's sha256)."""
+    from mixtures.shard_format import MANIFEST_NAME
+
     return {
-        name: hashlib.sha256(Path(sh.manifest_path).read_bytes()).hexdigest()
-        for name, sh in sorted(shards.items())
+        name: hashlib.sha256((data_root / name / MANIFEST_NAME).read_bytes()).hexdigest()
+        for name in sorted(set(names))
     }
 
 

@@ -25,6 +25,11 @@ from training.plan import GRPOSpec, StageSpec, TrainPlan
 from training.rollouts import RolloutSource
 
 
+def pad_id(shards: Any) -> int:
+    """Padding of pair and rollout rows: eos, never attended to nor labelled."""
+    return int(shards.manifest["tokenizer"]["eos_id"])
+
+
 def build_loader(plan: TrainPlan, i: int, shards: Any, env: DistEnv, model: torch.nn.Module) -> Any:
     """The stage's batch stream: packed windows (pre-training, SFT), preference pairs, or
     rollouts sampled from the model (GRPO)."""
@@ -39,7 +44,7 @@ def build_loader(plan: TrainPlan, i: int, shards: Any, env: DistEnv, model: torc
         "vocab_size": vocab_size,
         "name": stage.name,
     }
-    pad = int(shards.manifest["tokenizer"]["eos_id"])  # never attended nor labelled
+    pad = pad_id(shards)
     if shards.kind == "preferences":
         return PreferenceLoader(shards, pad_id=pad, max_len=max_len, **common)
     if shards.kind == "tasks":
@@ -65,7 +70,7 @@ def rollout_source(
     if tok_path is None:
         raise ValueError(f"{shards.stage_dir}: a grpo stage needs its tokenizer to decode")
     tokenizer = load_tokenizer(tok_path)
-    stops = [chat_token_ids(tokenizer)["<|end|>"], int(shards.manifest["tokenizer"]["eos_id"])]
+    stops = [chat_token_ids(tokenizer)["<|end|>"], pad_id]  # the pad is eos
     reference = None
     if spec.kl_beta > 0:
         reference = build_model(plan, model.cfg.vocab_size, env)
@@ -109,7 +114,7 @@ def prepare_objective(
         model,
         shards,
         batch_size=stage.batch_size,
-        pad_id=int(shards.manifest["tokenizer"]["eos_id"]),
+        pad_id=pad_id(shards),
         max_len=model.cfg.max_seq_len,
         device=env.device,
         is_main=env.is_main,

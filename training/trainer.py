@@ -97,7 +97,7 @@ def train(
     peaks, ropes = stage_peak_lrs(plan), stage_rope_settings(plan)
     optimizer = build_adamw(model, lr=peaks[0], weight_decay=plan.stages[0].weight_decay)
 
-    data = data_fingerprints(shards)
+    data = data_fingerprints(data_root, shards)
     resumed = resume_state(plan, ckpt_root, model, optimizer, data) if resume else None
     state = resumed or RunState()
     metrics = RunMetrics(
