@@ -40,7 +40,7 @@ from mixtures.chat import (
     read_preferences,
     read_tasks,
 )
-from mixtures.planner import stage_rng
+from mixtures.doc_keys import stage_rng
 from mixtures.recipe import RESERVED_STAGE_NAMES
 from mixtures.shard_format import PREFERENCES, SFT, TASKS, file_sha256
 from mixtures.stage_writer import StageWriter, check_replaceable

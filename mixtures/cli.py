@@ -24,8 +24,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", help="output directory for stages and plan.json (required)")
     p.add_argument("--tokenizer", default=None, help="local tokenizer.json (skip training)")
     p.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
+    p.add_argument(
+        "--engine",
+        choices=("auto", "pyarrow", "spark"),
+        default="auto",
+        help="spark: tokenise and write shards on Spark executors (the driver holds no text); "
+        "pyarrow: one process, the table in memory; auto (default): spark when the curated "
+        "Parquet exceeds 256 MB. Both write byte-identical shards.",
+    )
+    p.add_argument("--master", default=None,
+                   help="Spark master URL for --engine spark (default local[*])")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an output directory written by another recipe or seed")
     p.set_defaults(func=run, _mix_parser=p)
-    inner = p.add_subparsers(dest="mix_command", metavar="{sft,preferences,tasks}")
+    inner = p.add_subparsers(dest="mix_command", metavar="{explain,sft,preferences,tasks}")
+    e = inner.add_parser(
+        "explain",
+        help="print what a recipe would plan (no shards written)",
+        description="Plan every stage of RECIPE on the curated table with token counts "
+        "estimated from characters (tokens per character measured on a seeded sample) and "
+        "print tokens by domain and quality bucket, epochs per domain, a histogram of "
+        "repeats, the most amplified clusters and shortfalls. Writes nothing.",
+    )
+    e.add_argument("--recipe", required=True, help="mixture recipe YAML")
+    e.add_argument("--curated", required=True, help="curate output dir or its curated/ table")
+    e.add_argument("--tokenizer", default=None, help="tokenizer.json to estimate with")
+    e.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
+    e.add_argument("--json", action="store_true", help="print the per-stage reports as JSON")
+    e.set_defaults(func=run_explain)
     for name, aliases, what in (
         ("sft", [], 'conversations, {"messages": [{"role", "content"}, ...]} per line'),
         ("preferences", ["dpo"], '{"prompt", "chosen", "rejected"} per line'),
@@ -101,9 +127,27 @@ def run(args: argparse.Namespace) -> int:
         output=args.output,
         tokenizer_path=args.tokenizer,
         seed=args.seed,
+        engine=args.engine,
+        master=args.master,
+        overwrite=args.overwrite,
     )
     print(format_summary(summary))
     print(f"plan: {args.output}/plan.json")
+    return 0
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    import json
+
+    from mixtures.explain import explain_mix
+
+    explanation = explain_mix(args.recipe, args.curated, args.tokenizer, args.seed)
+    if args.json:
+        print(json.dumps({"tokens_per_char": explanation.tokens_per_char,
+                          "sample": explanation.sample, "stages": explanation.reports},
+                         indent=2))
+    else:
+        print(explanation.format())
     return 0
 
 

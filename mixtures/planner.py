@@ -1,34 +1,88 @@
 """Mixture planner: per-document integer repeat counts for one stage.
 
 Frequency-aware: a document's weight grows with its (capped) cluster_size and its quality
-bucket. Domain-balanced: a per-domain scale s_d is solved so that
-    sum_i n_i * min(repeat_cap, s_d * w_i) == share_d * budget,
-i.e. every document is repeated in proportion to its weight, never above the cap. A
-domain that cannot reach its target even with every document at the cap is saturated;
-what it lacks goes to the other domains in proportion to their shares (water-filling),
-and the report says so instead of silently missing the target.
+bucket. Domain-balanced: each domain's goal (its share of the budget, `share_rules`) is met
+by a per-domain scale s_d with
+    sum_i L_i * min(repeat_cap, s_d * w_i) == goal_d,
+so every document is repeated in proportion to its weight, never above the cap. A domain
+that cannot reach its goal even at the cap is saturated; what it lacks goes to the other
+domains by share (water-filling), and the report says so.
+
+Rounding the expected copies e_i to integers: every document gets floor(e_i), and the
+documents with a fractional part compete for one extra copy in the order of the key
+u_i / frac(e_i) (u_i a uniform draw hashed from the document id, `doc_keys`), so a
+document is picked with probability ~frac(e_i). The prefix of that order that stops just
+short of the goal gets the extra copy, and the gap left is filled first-fit by up to
+MAX_FILL later documents of that order that still fit (or the crossing document overshoots,
+whichever comes closer): a domain lands within half a document of its goal, and usually
+within the length of its shortest document. A plan is therefore a few numbers per domain (`DomainParams`:
+the scale and the key of the last document given an extra copy), and any document's
+repeats follow from its own columns and those numbers (`repeats_from_params`), whatever
+the order or partitioning of the input; the Spark engine computes repeats on its executors.
 """
 
 from __future__ import annotations
 
 import logging
-import zlib
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from mixtures.doc_keys import rounding_draws
+from mixtures.plan_report import stage_report
 from mixtures.recipe import StageSpec
+from mixtures.share_rules import resolve_shares
 
 log = logging.getLogger(__name__)
+
+MAX_FILL = 64  # documents past the rounding cut that may fill the last gap to a goal
+
+
+@dataclass
+class PlanInputs:
+    """Aligned per-document columns the planner reads (one stage's view of the table)."""
+
+    id_hash: np.ndarray  # uint64, doc_keys.id_hashes(ids, seed, stage name)
+    domain: np.ndarray  # str
+    doc_tokens: np.ndarray  # int64, after the stage's max_doc_tokens truncation
+    cluster_size: np.ndarray  # int64
+    quality_bucket: np.ndarray  # int64
+    ids: np.ndarray | None = None  # str; only to name documents in the report
+
+    def __post_init__(self) -> None:
+        self.id_hash = np.asarray(self.id_hash, dtype=np.uint64)
+        self.domain = np.asarray(self.domain).astype(str)
+        self.doc_tokens = np.asarray(self.doc_tokens, dtype=np.int64)
+        self.cluster_size = np.asarray(self.cluster_size, dtype=np.int64)
+        self.quality_bucket = np.asarray(self.quality_bucket, dtype=np.int64)
+        n = len(self.id_hash)
+        if not all(len(c) == n for c in (self.domain, self.doc_tokens, self.cluster_size,
+                                         self.quality_bucket)):
+            raise ValueError("planner inputs have different lengths")
+        if n and self.doc_tokens.min() < 0:
+            raise ValueError("negative document token count")
+
+
+@dataclass(frozen=True)
+class DomainParams:
+    """Everything a document needs, besides its own columns, to know its repeats."""
+
+    scale: float  # s_d; inf: every document of the domain at repeat_cap
+    cut_key: float | None  # u/frac of the last document given an extra copy (None: none)
+    cut_hash: int = 0  # its id hash (ties on cut_key are broken by the hash)
+    fill: tuple[int, ...] = ()  # id hashes of documents past the cut that also get one
 
 
 @dataclass
 class StagePlan:
-    """Repeats per document (aligned with the planner's input rows) and the stage report."""
+    """Repeats per document (aligned with the inputs), the per-domain parameters that
+    reproduce them, and the stage report."""
 
     stage: str
     repeats: np.ndarray
     doc_tokens: np.ndarray
+    params: dict[str, DomainParams]
     report: dict = field(default_factory=dict)
 
     @property
@@ -36,34 +90,36 @@ class StagePlan:
         return int((self.repeats.astype(np.int64) * self.doc_tokens).sum())
 
 
-def stage_rng(seed: int, stage: str, purpose: str) -> np.random.Generator:
-    """Independent, reproducible random stream per (seed, stage, purpose)."""
-    return np.random.default_rng(
-        [seed, zlib.crc32(stage.encode("utf-8")), zlib.crc32(purpose.encode("utf-8"))]
-    )
+def stage_min_bucket(stage: StageSpec, domain: np.ndarray) -> np.ndarray | None:
+    """Per-document minimum quality bucket (one for all, or per domain), or None."""
+    mqb = stage.min_quality_bucket
+    if mqb is None:
+        return None
+    if isinstance(mqb, int):
+        return np.full(len(domain), mqb, dtype=np.int64)
+    out = np.full(len(domain), np.iinfo(np.int64).min, dtype=np.int64)
+    for d, b in mqb.items():
+        out[domain == d] = b
+    return out
 
 
-def document_weights(
-    doc_tokens: np.ndarray,
-    cluster_size: np.ndarray,
-    quality_bucket: np.ndarray,
-    stage: StageSpec,
-) -> np.ndarray:
+def document_weights(docs: PlanInputs, stage: StageSpec) -> np.ndarray:
     """Repeat weight per document; 0 means excluded by the stage's filters."""
-    cs = np.clip(cluster_size.astype(np.float64), 1.0, float(stage.cluster_size_cap))
+    cs = np.clip(docs.cluster_size.astype(np.float64), 1.0, float(stage.cluster_size_cap))
     w = cs**stage.cluster_size_weight
     if stage.quality_bucket_weights:
         qw = np.ones(len(w))
         for bucket, weight in stage.quality_bucket_weights.items():
-            qw[quality_bucket == bucket] = weight
+            qw[docs.quality_bucket == bucket] = weight
         w = w * qw
     if stage.length_weight:
-        w = w * np.maximum(doc_tokens, 1).astype(np.float64) ** stage.length_weight
-    keep = doc_tokens > 0
-    if stage.min_quality_bucket is not None:
-        keep &= quality_bucket >= stage.min_quality_bucket
+        w = w * np.maximum(docs.doc_tokens, 1).astype(np.float64) ** stage.length_weight
+    keep = docs.doc_tokens > 0
+    min_bucket = stage_min_bucket(stage, docs.domain)
+    if min_bucket is not None:
+        keep &= docs.quality_bucket >= min_bucket
     if stage.min_doc_tokens is not None:
-        keep &= doc_tokens >= stage.min_doc_tokens
+        keep &= docs.doc_tokens >= stage.min_doc_tokens
     return np.where(keep, w, 0.0)
 
 
@@ -92,150 +148,126 @@ def solve_scale(n: np.ndarray, w: np.ndarray, cap: float, target: float) -> floa
     return float((target - cap * b[k]) / a[k])
 
 
-def _round_repeats(
-    expected: np.ndarray, doc_tokens: np.ndarray, rng: np.random.Generator
+def _expected(weights: np.ndarray, scale: float, cap: float) -> np.ndarray:
+    if math.isinf(scale):
+        return np.where(weights > 0, cap, 0.0)
+    return np.minimum(cap, weights * scale)
+
+
+def _rounding_keys(expected: np.ndarray, id_hash: np.ndarray) -> np.ndarray:
+    """u / frac(e): smaller keys win the extra copy first; inf when e is whole."""
+    frac = expected - np.floor(expected)
+    with np.errstate(divide="ignore"):
+        return np.where(frac > 0, rounding_draws(id_hash) / np.where(frac > 0, frac, 1.0),
+                        np.inf)
+
+
+def repeats_from_params(
+    docs: PlanInputs, stage: StageSpec, params: dict[str, DomainParams]
 ) -> np.ndarray:
-    """Integer repeats with E[r] == expected: floor plus systematic rounding of the fractions.
+    """Each document's repeats from its own columns and the plan's per-domain numbers.
 
-    Systematic rounding (one random start, then every unit of cumulative fraction gets one
-    extra copy) selects each document with probability equal to its fraction, and along
-    a length-sorted order (random among equal lengths) any prefix gets within one copy of
-    its expectation, so a domain's tokens land within about two document lengths of its
-    goal, not just in expectation.
+    A pure per-row function: the same for a document wherever it is read, which is what
+    lets the Spark engine expand copies on its executors.
     """
-    base = np.floor(expected)
-    frac = expected - base
-    shuffled = rng.permutation(len(expected))
-    order = shuffled[np.argsort(doc_tokens[shuffled], kind="stable")]
-    cum = rng.random() + np.concatenate([[0.0], np.cumsum(frac[order])])
-    extra = np.empty(len(expected))
-    extra[order] = np.diff(np.floor(cum))
-    return (base + extra).astype(np.int32)
-
-
-def plan_stage(
-    doc_tokens: np.ndarray,
-    domain: np.ndarray,
-    cluster_size: np.ndarray,
-    quality_bucket: np.ndarray,
-    stage: StageSpec,
-    seed: int,
-) -> StagePlan:
-    """Plan one stage. Inputs are aligned per-document columns (domain as strings)."""
-    doc_tokens = np.asarray(doc_tokens, dtype=np.int64)
-    domain = np.asarray(domain).astype(str)
-    cluster_size = np.asarray(cluster_size, dtype=np.int64)
-    quality_bucket = np.asarray(quality_bucket, dtype=np.int64)
-    n_docs = len(doc_tokens)
-    if not (len(domain) == len(cluster_size) == len(quality_bucket) == n_docs):
-        raise ValueError(f"stage {stage.name}: planner inputs have different lengths")
-    if n_docs and doc_tokens.min() < 0:
-        raise ValueError(f"stage {stage.name}: negative document token count")
-
-    budget = stage.token_budget
+    weights = document_weights(docs, stage)
+    repeats = np.zeros(len(weights), dtype=np.int32)
     cap = float(stage.repeat_cap)
-    weights = document_weights(doc_tokens, cluster_size, quality_bucket, stage)
-    listed = np.isin(domain, list(stage.domain_shares))
-    weights = np.where(listed, weights, 0.0)
+    for d, p in params.items():
+        m = docs.domain == d
+        if not m.any():
+            continue
+        e = _expected(weights[m], p.scale, cap)
+        extra = np.zeros(len(e), dtype=bool)
+        if p.cut_key is not None:
+            k = _rounding_keys(e, docs.id_hash[m])
+            extra = (k < p.cut_key) | ((k == p.cut_key) & (docs.id_hash[m] <= p.cut_hash))
+        if p.fill:
+            extra |= np.isin(docs.id_hash[m], np.asarray(p.fill, dtype=np.uint64))
+        repeats[m] = np.minimum(np.floor(e).astype(np.int32) + extra, stage.repeat_cap)
+    return repeats
 
-    doms = sorted(stage.domain_shares)
-    members = {d: np.flatnonzero(domain == d) for d in doms}
-    capacity = {d: cap * float(doc_tokens[m][weights[m] > 0].sum()) for d, m in members.items()}
-    target = {d: stage.domain_shares[d] * budget for d in doms}
 
-    # Water-filling: saturated domains give up their unmet target to the others by share.
-    goal = dict(target)
+def _choose_cut(
+    expected: np.ndarray, doc_tokens: np.ndarray, id_hash: np.ndarray, goal: float
+) -> tuple[float | None, int, tuple[int, ...]]:
+    """Which fractional documents get their extra copy: the prefix of the rounding order
+    that stops just short of the goal, then (first fit, in the same order) up to MAX_FILL
+    later documents that still fit, unless overshooting with the crossing document comes
+    closer. Returns the prefix's last key and hash, and the fill documents' hashes."""
+    need = goal - float((np.floor(expected) * doc_tokens).sum())
+    k = _rounding_keys(expected, id_hash)
+    cand = np.flatnonzero(np.isfinite(k))
+    if need <= 0 or len(cand) == 0:
+        return None, 0, ()
+    order = cand[np.lexsort((id_hash[cand], k[cand]))]
+    prefix = np.concatenate([[0], np.cumsum(doc_tokens[order])])
+    j = min(int(np.searchsorted(prefix, need, side="left")), len(order))
+    fill: list[int] = []
+    if prefix[j] > need:  # the j-th document crosses the goal: try filling the gap instead
+        left = need - prefix[j - 1]
+        for i in order[j:]:
+            if doc_tokens[i] <= left:
+                fill.append(int(id_hash[i]))
+                left -= doc_tokens[i]
+                if len(fill) == MAX_FILL:
+                    break
+        if left <= prefix[j] - need:
+            j -= 1
+        else:
+            fill = []
+    if j == 0:
+        return None, 0, tuple(sorted(fill))
+    last = order[j - 1]
+    return float(k[last]), int(id_hash[last]), tuple(sorted(fill))
+
+
+def _water_fill(
+    shares: dict[str, float], capacity: dict[str, float], budget: int
+) -> tuple[dict[str, float], set[str], bool]:
+    """Goals per domain: saturated domains give up their unmet target to the others by
+    share. Returns (goals, saturated domains, whether every domain with a share is capped)."""
+    goal = {d: s * budget for d, s in shares.items()}
     saturated: set[str] = set()
-    exhausted = False  # every domain with a share is at its cap: the stage falls short
     while True:
-        newly = {d for d in doms if d not in saturated and goal[d] > capacity[d] + 1e-9}
+        newly = {d for d in goal if d not in saturated and goal[d] > capacity[d] + 1e-9}
         if not newly:
-            break
+            return goal, saturated, False
         saturated |= newly
         deficit = sum(goal[d] - capacity[d] for d in newly)
         for d in newly:
             goal[d] = capacity[d]
-        open_shares = {d: stage.domain_shares[d] for d in doms if d not in saturated}
+        open_shares = {d: s for d, s in shares.items() if d not in saturated}
         share_sum = sum(open_shares.values())
         if share_sum <= 0:
-            exhausted = True
-            break
+            return goal, saturated, True
         for d, s in open_shares.items():
             goal[d] += deficit * s / share_sum
 
-    expected = np.zeros(n_docs)
-    for d in doms:
-        m = members[d]
-        s = solve_scale(doc_tokens[m], weights[m], cap, goal[d])
-        expected[m] = np.minimum(cap, weights[m] * s) if np.isfinite(s) else cap * (weights[m] > 0)
-    repeats = np.zeros(n_docs, dtype=np.int32)
-    rng = stage_rng(seed, stage.name, "repeats")
-    for d in doms:  # per domain, so each domain's total is tight on its own
-        m = members[d]
-        repeats[m] = _round_repeats(expected[m], doc_tokens[m], rng)
-    repeats = np.minimum(repeats, stage.repeat_cap).astype(np.int32)
 
-    domains_report = {}
-    for d in doms:
-        m = members[d]
-        planned = int((repeats[m].astype(np.int64) * doc_tokens[m]).sum())
-        domains_report[d] = {
-            "share": stage.domain_shares[d],
-            "target": int(round(target[d])),
-            "goal": int(round(goal[d])),
-            "planned": planned,
-            "planned_share": planned / budget if budget else 0.0,
-            "docs": int((weights[m] > 0).sum()),
-            "docs_used": int((repeats[m] > 0).sum()),
-            "unique_tokens": int(doc_tokens[m][weights[m] > 0].sum()),
-            "capacity": int(round(capacity[d])),
-            "max_repeats": int(repeats[m].max()) if len(m) else 0,
-            "saturated": d in saturated,
-            "shortfall": int(round(max(0.0, target[d] - capacity[d]))),
-            "received": int(round(max(0.0, goal[d] - target[d]))),
-        }
-        # Warn only about a domain's own shortfall: one that is at its cap only because it
-        # took over other domains' shortfall still supplies more than its own target.
-        if domains_report[d]["shortfall"]:
-            log.warning(
-                "stage %s: domain %s can supply %d of its %d target tokens at repeat_cap %d",
-                stage.name,
-                d,
-                int(capacity[d]),
-                int(round(target[d])),
-                stage.repeat_cap,
-            )
-        elif d in saturated:
-            log.info(
-                "stage %s: domain %s is at repeat_cap after taking over other domains' "
-                "shortfall (%d tokens, its own target %d)",
-                stage.name,
-                d,
-                int(capacity[d]),
-                int(round(target[d])),
-            )
-    excluded = {
-        str(d): int(c) for d, c in zip(*np.unique(domain[~listed], return_counts=True), strict=True)
+def plan_stage(docs: PlanInputs, stage: StageSpec) -> StagePlan:
+    """Plan one stage: per-domain goals, scales and rounding cuts, then every repeat."""
+    budget = stage.token_budget
+    cap = float(stage.repeat_cap)
+    weights = document_weights(docs, stage)
+    available = {
+        str(d): int(docs.doc_tokens[(docs.domain == d) & (weights > 0)].sum())
+        for d in np.unique(docs.domain)
     }
-    planned_total = int((repeats.astype(np.int64) * doc_tokens).sum())
-    report = {
-        "stage": stage.name,
-        "token_budget": budget,
-        "planned_tokens": planned_total,
-        # Only a stage whose every domain is capped is short: shares that sum to 1 within
-        # the recipe's tolerance must not read as unfilled budget.
-        "unfilled": int(round(max(0.0, budget - sum(goal.values())))) if exhausted else 0,
-        "repeat_cap": stage.repeat_cap,
-        "domains": domains_report,
-        "excluded_domains": excluded,
-        "filtered_docs": int((listed & (weights == 0)).sum()),
-    }
-    if report["unfilled"]:
-        log.warning(
-            "stage %s: every domain is at repeat_cap; %d of %d budget tokens cannot be planned",
-            stage.name,
-            report["unfilled"],
-            budget,
-        )
-    log.info("stage %s: planned %d tokens (budget %d)", stage.name, planned_total, budget)
-    return StagePlan(stage=stage.name, repeats=repeats, doc_tokens=doc_tokens, report=report)
+    shares = resolve_shares(stage, available)
+    capacity = {d: cap * available.get(d, 0) for d in shares}
+    goal, saturated, exhausted = _water_fill(shares, capacity, budget)
+
+    params: dict[str, DomainParams] = {}
+    for d in shares:
+        m = (docs.domain == d) & (weights > 0)
+        w, n_tok = np.unique(weights[m], return_inverse=True)
+        grouped = np.bincount(n_tok, weights=docs.doc_tokens[m], minlength=len(w))
+        scale = solve_scale(grouped, w, cap, goal[d])
+        e = _expected(weights[m], scale, cap)
+        params[d] = DomainParams(scale, *_choose_cut(e, docs.doc_tokens[m], docs.id_hash[m],
+                                                     goal[d]))
+    repeats = repeats_from_params(docs, stage, params)
+    report = stage_report(docs, stage, weights, repeats, shares, goal, capacity, available,
+                          saturated, exhausted)
+    return StagePlan(stage.name, repeats, docs.doc_tokens, params, report)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -57,9 +58,36 @@ class StageSpec(BaseModel):
 
     name: str = Field(description="Stage name; also its output directory name.")
     token_budget: int = Field(gt=0, description="Tokens (including EOS) the stage should hold.")
-    domain_shares: dict[str, float] = Field(
-        description="Target share of the budget per domain; non-negative, sums to 1. Domains "
-        "of the curated table that are not listed are excluded from the stage.",
+    share_rule: Literal["explicit", "temperature", "unimax"] = Field(
+        default="explicit",
+        description="How the budget is split across domains: `explicit` (domain_shares), "
+        "`temperature` (share_d proportional to available_d ** (1 / temperature): "
+        "Arivazhagan et al. 2019, Conneau et al. 2020) or `unimax` (a uniform budget per "
+        "domain, capped at unimax_max_epochs passes over its available tokens, the rest "
+        "spread over the larger domains: Chung et al. 2023). `available` is the tokens of "
+        "a domain's documents that pass the stage's filters.",
+    )
+    domain_shares: dict[str, float] | None = Field(
+        default=None,
+        description="explicit rule: target share of the budget per domain; non-negative, "
+        "sums to 1. Domains of the curated table that are not listed are excluded.",
+    )
+    domains: list[str] | None = Field(
+        default=None,
+        description="temperature/unimax rules: the domains that take part (default: every "
+        "domain of the curated table).",
+    )
+    temperature: float | None = Field(
+        default=None,
+        gt=0,
+        description="temperature rule: 1 keeps the natural proportions, larger values "
+        "flatten them towards uniform (mT5 and XLM-R use 1/0.3).",
+    )
+    unimax_max_epochs: float | None = Field(
+        default=None,
+        gt=0,
+        description="unimax rule: most passes over a domain's available tokens (at most "
+        "repeat_cap takes effect).",
     )
     repeat_cap: int = Field(
         default=4,
@@ -67,8 +95,10 @@ class StageSpec(BaseModel):
         description="Most copies of one document in this stage (~4 epochs is nearly as good "
         "as fresh data, Muennighoff et al. 2023).",
     )
-    min_quality_bucket: int | None = Field(
-        default=None, description="Documents with a lower quality_bucket are excluded."
+    min_quality_bucket: int | dict[str, int] | None = Field(
+        default=None,
+        description="Documents with a lower quality_bucket are excluded: one bucket for "
+        "every domain, or a bucket per domain (domains not listed are not filtered).",
     )
     cluster_size_weight: float = Field(
         default=0.5,
@@ -103,6 +133,13 @@ class StageSpec(BaseModel):
         description="Length exponent: weight *= doc_tokens ** this, to up-weight long "
         "documents within a domain (long-context stages).",
     )
+    allow_shortfall: bool = Field(
+        default=False,
+        description="When every domain is at repeat_cap and the budget still cannot be "
+        "met, `sharpen mix` fails naming the stage (false) or writes what fits and reports "
+        "the unfilled tokens (true). A single domain's shortfall is always redistributed "
+        "to the others by share and reported.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -115,7 +152,9 @@ class StageSpec(BaseModel):
 
     @field_validator("domain_shares")
     @classmethod
-    def _shares_sum_to_one(cls, v: dict[str, float]) -> dict[str, float]:
+    def _shares_sum_to_one(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is None:
+            return v
         if not v:
             raise ValueError("domain_shares is empty")
         bad = {d: s for d, s in v.items() if not (math.isfinite(s) and s >= 0)}
@@ -135,6 +174,36 @@ class StageSpec(BaseModel):
                 raise ValueError(f"quality_bucket_weights must be finite and >= 0, got {bad}")
         return v
 
+    @field_validator("domains")
+    @classmethod
+    def _domains_listed_once(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("domains is empty")
+            dupes = sorted({d for d in v if v.count(d) > 1})
+            if dupes:
+                raise ValueError(f"domains lists {dupes} more than once")
+        return v
+
+    @model_validator(mode="after")
+    def _rule_fields(self) -> StageSpec:
+        rule_fields = {
+            "explicit": {"domain_shares"},
+            "temperature": {"temperature", "domains"},
+            "unimax": {"unimax_max_epochs", "domains"},
+        }
+        required = {"explicit": "domain_shares", "temperature": "temperature",
+                    "unimax": "unimax_max_epochs"}[self.share_rule]
+        if getattr(self, required) is None:
+            raise ValueError(f"share_rule {self.share_rule} needs {required}")
+        stray = sorted(
+            f for f in ("domain_shares", "domains", "temperature", "unimax_max_epochs")
+            if getattr(self, f) is not None and f not in rule_fields[self.share_rule]
+        )
+        if stray:
+            raise ValueError(f"share_rule {self.share_rule} does not use {stray}")
+        return self
+
     @model_validator(mode="after")
     def _doc_token_bounds(self) -> StageSpec:
         if (
@@ -147,6 +216,14 @@ class StageSpec(BaseModel):
             )
         return self
 
+    def named_domains(self) -> list[str]:
+        """Domains the recipe names for this stage (shares, rule domains, per-domain
+        filters): each must exist in the curated table."""
+        named = set(self.domain_shares or {}) | set(self.domains or [])
+        if isinstance(self.min_quality_bucket, dict):
+            named |= set(self.min_quality_bucket)
+        return sorted(named)
+
 
 class Recipe(BaseModel):
     """A whole mixture: seed, tokenizer, shard size and the ordered stages."""
@@ -158,8 +235,14 @@ class Recipe(BaseModel):
     tokenizer: TokenizerSpec = Field(
         default_factory=TokenizerSpec, description="Tokenizer to load or train."
     )
-    rows_per_shard: int = Field(
-        default=50_000, gt=0, description="Document copies per Arrow shard file."
+    shard_tokens: int = Field(
+        default=1 << 26,
+        gt=0,
+        le=1 << 30,
+        description="Target tokens per Arrow shard file (~4 bytes each). A stage of T "
+        "tokens is cut into ceil(T / shard_tokens) shards by each copy's hashed key, so "
+        "every engine and partitioning cuts them alike; sizes vary a little around T / "
+        "ceil(T / shard_tokens).",
     )
     stages: list[StageSpec] = Field(min_length=1, description="Stages in training order.")
 
@@ -171,6 +254,16 @@ class Recipe(BaseModel):
         if dupes:
             raise ValueError(f"stage names must be unique, repeated: {dupes}")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_fields(cls, data: object) -> object:
+        if isinstance(data, dict) and "rows_per_shard" in data:
+            raise ValueError(
+                "rows_per_shard was replaced by shard_tokens (target tokens per shard): "
+                "shards are cut by hashed keys so that every engine cuts them alike"
+            )
+        return data
 
 
 def _format_errors(e: ValidationError) -> str:
@@ -224,15 +317,34 @@ def yaml_error_line(e: yaml.YAMLError, text: str) -> str:
 def check_quality_buckets(recipe: Recipe, top: int, where: str, table: str) -> None:
     """Every bucket a stage weights or filters on must exist in the curated table (0..top):
     a weight on a bucket curation never produces silently does nothing."""
-    for stage in recipe.stages:
-        used = set(stage.quality_bucket_weights or {})
-        if stage.min_quality_bucket is not None:
-            used.add(stage.min_quality_bucket)
-        bad = sorted(b for b in used if not 0 <= b <= top)
+    for i, stage in enumerate(recipe.stages):
+        used = {f"quality_bucket_weights.{b}": b for b in stage.quality_bucket_weights or {}}
+        mqb = stage.min_quality_bucket
+        if isinstance(mqb, dict):
+            used |= {f"min_quality_bucket.{d}": b for d, b in mqb.items()}
+        elif mqb is not None:
+            used["min_quality_bucket"] = mqb
+        bad = {f: b for f, b in used.items() if not 0 <= b <= top}
         if bad:
+            fields = ", ".join(f"stages.{i}.{f}" for f in sorted(bad))
             raise RecipeError(
-                f"{where}: stage {stage.name!r} uses quality bucket(s) {bad}, but the curated "
-                f"table {table} has buckets 0..{top}")
+                f"{where}: stage {stage.name!r} uses quality bucket(s) "
+                f"{sorted(set(bad.values()))} ({fields}), but the curated table {table} has "
+                f"buckets 0..{top}")
+
+
+def check_domains(recipe: Recipe, available: list[str], where: str, table: str) -> None:
+    """Every domain a stage names must be in the curated table: a typo would otherwise
+    plan a stage without that domain."""
+    for i, stage in enumerate(recipe.stages):
+        absent = [d for d in stage.named_domains() if d not in available]
+        if absent:
+            field = ("domain_shares" if stage.domain_shares and absent[0] in stage.domain_shares
+                     else "domains" if stage.domains and absent[0] in stage.domains
+                     else "min_quality_bucket")
+            raise RecipeError(
+                f"{where}: stages.{i}.{field}: stage {stage.name!r} names domain(s) {absent} "
+                f"that the curated table {table} does not have (it has {sorted(available)})")
 
 
 def recipe_to_dict(recipe: Recipe) -> dict:

@@ -77,6 +77,37 @@ def _to_table(
     return pa.table(columns, names=schema.names)
 
 
+def write_shard_file(
+    table: pa.Table, final: Path, schema: pa.Schema, kind: str, what: str = "shard"
+) -> dict:
+    """Write rows as one Arrow IPC file (one record batch, domain dictionary-encoded in
+    order of appearance), via a temp file and rename; return its manifest entry sans path.
+
+    Every engine writes shards through this function, so equal rows give equal bytes.
+    """
+    table = table.combine_chunks()
+    domain = table.column("domain").combine_chunks().dictionary_encode()
+    domain = domain.cast(pa.dictionary(pa.int32(), pa.string()))
+    at = schema.get_field_index("domain")
+    table = table.set_column(at, schema.field("domain"), domain).cast(schema)
+    breakdowns = shard_breakdowns(table, kind)
+    tmp = final.with_name(final.name + ".tmp")
+    try:
+        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, schema) as writer:
+            for b in table.to_batches(max_chunksize=None):  # one batch after combine_chunks
+                writer.write_batch(b)
+        os.replace(tmp, final)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)  # free the space now, not only on abort()
+        raise write_error(e, tmp, what) from e
+    return {
+        "sha256": file_sha256(final),
+        "rows": table.num_rows,
+        "tokens": sum(breakdowns["tokens_by_domain"].values()),
+        **breakdowns,
+    }
+
+
 def write_error(e: OSError, path: Path, what: str = "") -> OSError:
     """The same failure as an OSError naming the file (errno kept: ENOSPC stays ENOSPC), so
     the CLI can report it in one line; pyarrow's and write_text's errors name no file."""
@@ -240,41 +271,28 @@ class StageWriter:
             self._pending_rows += table.num_rows
             self._pending_tokens += n_tokens
 
+    def write_shard(self, batch: Mapping[str, Any] | pa.Table | pa.RecordBatch) -> None:
+        """Write these rows as one whole shard (whatever rows_per_shard says): for callers
+        that decide the cut themselves, so that every engine cuts a stage alike."""
+        if self._closed:
+            raise ValueError(f"StageWriter({self.stage_dir}): write_shard() after close()")
+        self._flush()
+        table = _to_table(batch, f"StageWriter({self.stage_dir})", self.schema)
+        if table.num_rows:
+            self._append(table, 0)
+            self._flush()
+
     def _flush(self) -> None:
         if not self._pending_rows:
             return
-        table = pa.concat_tables(self._pending).combine_chunks()
+        table = pa.concat_tables(self._pending)
         self._pending, self._pending_rows, self._pending_tokens = [], 0, 0
-        domain = table.column("domain").combine_chunks().dictionary_encode()
-        domain = domain.cast(pa.dictionary(pa.int32(), pa.string()))
-        at = self.schema.get_field_index("domain")
-        table = table.set_column(at, self.schema.field("domain"), domain).cast(self.schema)
-        breakdowns = shard_breakdowns(table, self.kind)
-        n_tokens = sum(breakdowns["tokens_by_domain"].values())
-
         name = SHARD_PATTERN.format(len(self._shards))
-        final = self._partial / name
-        tmp = final.with_name(name + ".tmp")
-        try:
-            with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, self.schema) as writer:
-                for b in table.to_batches(max_chunksize=None):  # one batch after combine_chunks
-                    writer.write_batch(b)
-            os.replace(tmp, final)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)  # free the space now, not only on abort()
-            raise write_error(e, tmp, f"stage {self.stage!r}") from e
-        self._shards.append(
-            {
-                "path": name,
-                "sha256": file_sha256(final),
-                "rows": table.num_rows,
-                "tokens": n_tokens,
-                **breakdowns,
-            }
-        )
-        log.info(
-            "stage %s: wrote %s (%d rows, %d tokens)", self.stage, name, table.num_rows, n_tokens
-        )
+        entry = write_shard_file(table, self._partial / name, self.schema, self.kind,
+                                 f"stage {self.stage!r}")
+        self._shards.append({"path": name, **entry})
+        log.info("stage %s: wrote %s (%d rows, %d tokens)", self.stage, name, entry["rows"],
+                 entry["tokens"])
 
     def _totals(self, key: str) -> dict[str, int]:
         total: dict[str, int] = {}

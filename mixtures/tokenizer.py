@@ -52,9 +52,14 @@ def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2):
     return tok
 
 
-def sample_for_training(texts: Sequence[str], sample_bytes: int, seed: int) -> list[str]:
-    """A seeded random sample of whole documents, up to ``sample_bytes`` UTF-8 bytes."""
-    order = np.random.default_rng(seed).permutation(len(texts))
+def sample_for_training(
+    texts: Sequence[str], ids: Sequence[str], sample_bytes: int, seed: int
+) -> list[str]:
+    """Whole documents, up to ``sample_bytes`` UTF-8 bytes, taken in the order of a key
+    hashed from (seed, id): the same sample whatever the order of the rows."""
+    from mixtures.doc_keys import id_hashes
+
+    order = np.argsort(id_hashes(ids, seed, "tokenizer"), kind="stable")
     picked, total = [], 0
     for i in order:
         text = texts[int(i)]

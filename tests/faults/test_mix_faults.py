@@ -32,7 +32,7 @@ from mix_corpus_fixture import corpus_rows, write_curated  # noqa: E402
 
 RECIPE = {
     "seed": 5,
-    "rows_per_shard": 8,
+    "shard_tokens": 2_000,
     "tokenizer": {"vocab_size": 512, "sample_bytes": 200_000},
     "stages": [
         {  # no filters: the report's unique_tokens are each domain's whole supply

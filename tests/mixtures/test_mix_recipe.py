@@ -61,6 +61,14 @@ def _stage(**kw) -> dict:
         ("seed: 1\nstages:\n  - name: a\n   token_budget: 5\n", "not valid YAML at line 4"),
         ("seed: 1\ndescription: a\x07b\n", "not valid YAML at line 2: special characters"),
         ("- just\n- a list\n", "must be a mapping"),
+        ({**GOOD, "rows_per_shard": 5}, "rows_per_shard was replaced by shard_tokens"),
+        (_stage(share_rule="temperature"), "share_rule temperature needs temperature"),
+        (_stage(share_rule="unimax", domain_shares=None), "unimax needs unimax_max_epochs"),
+        (_stage(temperature=2.0), r"share_rule explicit does not use \['temperature'\]"),
+        (_stage(share_rule="bogus"), r"stages\.0\.share_rule"),
+        (_stage(share_rule="temperature", temperature=0.0, domain_shares=None), "temperature"),
+        (_stage(share_rule="temperature", temperature=1.0, domain_shares=None,
+                domains=["web", "web"]), r"domains lists \['web'\] more than once"),
     ],
 )
 def test_bad_recipes_name_file_and_field(tmp_path, data, match):

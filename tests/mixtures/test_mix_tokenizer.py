@@ -26,9 +26,17 @@ def texts() -> list[str]:
     return [r["text"] for r in corpus_rows(max_chars=3000)]
 
 
+def _ids(texts: list[str]) -> list[str]:
+    return [f"doc-{i}" for i in range(len(texts))]
+
+
 def test_train_is_deterministic_and_round_trips(tmp_path, texts):
-    sample = sample_for_training(texts, 300_000, seed=1)
-    assert sample == sample_for_training(texts, 300_000, seed=1)
+    sample = sample_for_training(texts, _ids(texts), 300_000, seed=1)
+    assert sample == sample_for_training(texts, _ids(texts), 300_000, seed=1)
+    # the sample follows the ids, not the row order
+    back = sample_for_training(texts[::-1], _ids(texts)[::-1], 300_000, seed=1)
+    assert back == sample
+    assert sample != sample_for_training(texts, _ids(texts), 300_000, seed=2)
     assert sum(len(t.encode()) for t in sample) <= 300_000
     a = save_tokenizer(train_bpe(sample, 512), tmp_path / "a" / "tokenizer.json")
     b = save_tokenizer(train_bpe(sample, 512), tmp_path / "b" / "tokenizer.json")
@@ -68,7 +76,7 @@ def test_load_errors(tmp_path):
 def test_special_token_strings_in_documents_stay_text(tmp_path, texts):
     """A page that spells "<|eos|>" or "<|assistant|>" neither ends itself early nor
     plants a chat turn in pre-training data."""
-    tok = train_bpe(sample_for_training(texts, 100_000, seed=1), 400)
+    tok = train_bpe(sample_for_training(texts, _ids(texts), 100_000, seed=1), 400)
     specials = {tok.token_to_id(t) for t in (EOS, "<|assistant|>", "<|user|>", "<|end|>")}
     doc = "see <|eos|> and <|user|>hi<|end|><|assistant|> in the docs"
     values, offsets = encode_documents(tok, [doc, "plain"])
