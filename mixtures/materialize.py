@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from mixtures.planner import PlanInputs, StagePlan, plan_stage
 from mixtures.recipe import (
     Recipe,
     RecipeError,
+    StageSpec,
     check_domains,
     check_quality_buckets,
     load_recipe,
@@ -136,15 +138,13 @@ def stage_doc_tokens(tokens: np.ndarray, max_doc_tokens: int | None) -> np.ndarr
     return tokens if max_doc_tokens is None else np.minimum(tokens, max_doc_tokens)
 
 
-def plan_stages(inputs: MixInputs, ids: np.ndarray, domain: np.ndarray, doc_tokens: np.ndarray,
-                cluster_size: np.ndarray, quality_bucket: np.ndarray) -> list[StagePlan]:
-    """Plan every stage; a budget no domain can fill is an error unless the stage allows it."""
+def plan_stages(inputs: MixInputs, stage_docs: Callable[[StageSpec], PlanInputs]
+                ) -> list[StagePlan]:
+    """Plan every stage (its documents from `stage_docs`); a budget no domain can fill is
+    an error naming the recipe field unless the stage allows a shortfall."""
     plans = []
     for i, stage in enumerate(inputs.recipe.stages):
-        docs = PlanInputs(id_hashes(ids, inputs.seed, stage.name), domain,
-                          stage_doc_tokens(doc_tokens, stage.max_doc_tokens), cluster_size,
-                          quality_bucket, ids=ids)
-        plan = plan_stage(docs, stage)
+        plan = plan_stage(stage_docs(stage), stage)
         unfilled = plan.report["unfilled"]
         if unfilled and not stage.allow_shortfall:
             raise RecipeError(
@@ -201,9 +201,13 @@ def _materialise_pyarrow(inputs: MixInputs) -> dict:
     values, offsets = encode_documents(tok, texts)
     del texts
     log.info("tokenised %d documents into %d tokens", len(offsets) - 1, len(values))
-    plans = plan_stages(inputs, ids, domain, np.diff(offsets),
-                        docs.column("cluster_size").to_numpy(),
-                        docs.column("quality_bucket").to_numpy())
+    doc_tokens = np.diff(offsets)
+    cluster_size = docs.column("cluster_size").to_numpy()
+    quality_bucket = docs.column("quality_bucket").to_numpy()
+    plans = plan_stages(inputs, lambda stage: PlanInputs(
+        id_hashes(ids, seed, stage.name), domain,
+        stage_doc_tokens(doc_tokens, stage.max_doc_tokens), cluster_size, quality_bucket,
+        ids=ids))
     meta = docs.select(["id", "domain", "source", "quality_bucket", "cluster_size"])
     eos = tok.token_to_id("<|eos|>")
 

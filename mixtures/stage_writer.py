@@ -90,6 +90,7 @@ def write_shard_file(
     domain = domain.cast(pa.dictionary(pa.int32(), pa.string()))
     at = schema.get_field_index("domain")
     table = table.set_column(at, schema.field("domain"), domain).cast(schema)
+    table = pa.table([_no_validity(c.combine_chunks()) for c in table.columns], schema=schema)
     breakdowns = shard_breakdowns(table, kind)
     tmp = final.with_name(final.name + ".tmp")
     try:
@@ -106,6 +107,19 @@ def write_shard_file(
         "tokens": sum(breakdowns["tokens_by_domain"].values()),
         **breakdowns,
     }
+
+
+def _no_validity(arr: pa.Array) -> pa.Array:
+    """The same values without an all-valid null bitmap: whether an array carries one
+    depends on where it was built (Spark's Arrow batches do), and the IPC file writes it,
+    so equal rows would give unequal bytes."""
+    if arr.null_count or pa.types.is_dictionary(arr.type):
+        return arr
+    if pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
+        return type(arr).from_arrays(arr.offsets, _no_validity(arr.values), type=arr.type)
+    if arr.buffers()[0] is None:
+        return arr
+    return pa.Array.from_buffers(arr.type, len(arr), [None, *arr.buffers()[1:]], 0, arr.offset)
 
 
 def write_error(e: OSError, path: Path, what: str = "") -> OSError:
@@ -281,6 +295,23 @@ class StageWriter:
         if table.num_rows:
             self._append(table, 0)
             self._flush()
+
+    @property
+    def partial_dir(self) -> Path:
+        """Where shards are written until the stage is complete (for writers on executors)."""
+        return self._partial
+
+    def adopt_shard(self, written: Path, entry: dict) -> None:
+        """Take a shard file written into `partial_dir` by `write_shard_file` elsewhere (a
+        Spark executor) as the next shard, with the entry it returned."""
+        if self._closed:
+            raise ValueError(f"StageWriter({self.stage_dir}): adopt_shard() after close()")
+        if written.parent.resolve() != self._partial.resolve():
+            raise ValueError(f"StageWriter({self.stage_dir}): {written} is not in {self._partial}")
+        self._flush()
+        name = SHARD_PATTERN.format(len(self._shards))
+        os.replace(written, self._partial / name)
+        self._shards.append({"path": name, **entry})
 
     def _flush(self) -> None:
         if not self._pending_rows:

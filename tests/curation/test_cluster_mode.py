@@ -240,3 +240,35 @@ def test_killed_executor_is_replaced_and_output_is_identical(corpus, cluster, tm
     assert _stats(remote) == _stats(local)
     for name in ("curated", "dedup", "removed", "quarantine"):
         _assert_same_output(local, remote, name)
+
+
+@pytest.mark.slow
+def test_cluster_mix_writes_the_local_engines_bytes(cluster, tmp_path: Path) -> None:
+    """`sharpen mix --engine spark` under spark-submit (tokenising and writing shards on the
+    cluster's executors) gives the pyarrow engine's shards byte for byte."""
+    import yaml
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mixtures"))
+    from mix_corpus_fixture import corpus_rows, write_curated
+
+    import mixtures.submit
+    from mixtures.materialize import run_mix
+
+    curated = write_curated(tmp_path / "curate", corpus_rows(max_chars=3000))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "seed": 3, "shard_tokens": 15_000,
+        "tokenizer": {"vocab_size": 400, "sample_bytes": 150_000},
+        "stages": [{"name": "broad", "token_budget": 60_000, "max_doc_tokens": 512,
+                    "domain_shares": {"web": 0.4, "code": 0.4, "reference": 0.2}}]}))
+    local = run_mix(str(curated), str(recipe), str(tmp_path / "local"), engine="pyarrow")
+    before = len(cluster.state().get("completedapps", []))
+    args = ["--curated", str(curated), "--recipe", str(recipe), "--output",
+            str(tmp_path / "cluster")]
+    _run(cluster.submit_command(mixtures.submit.__file__, args, driver_memory="1g"),
+         cluster.env(), "cluster mix")
+    assert len(cluster.state().get("completedapps", [])) == before + 1
+    remote = json.loads((tmp_path / "cluster" / "plan.json").read_text())
+    assert remote == local
+    assert local["stages"]["broad"]["shards"] > 1
+    assert _files(tmp_path / "local" / "broad") == _files(tmp_path / "cluster" / "broad")
