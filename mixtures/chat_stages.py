@@ -46,13 +46,14 @@ from mixtures.shard_format import PREFERENCES, SFT, TASKS, file_sha256
 from mixtures.stage_writer import StageWriter, check_replaceable
 from mixtures.tokenizer import (
     CHAT_TEMPLATE,
-    PAD,
     chat_token_ids,
     install_tokenizer,
     load_tokenizer,
     render_chats,
     render_replies,
     sha256_file,
+    special_token_ids,
+    tokenizer_file,
     tokenizer_info,
 )
 
@@ -175,7 +176,7 @@ def write_chat_stage(
     if seed < 0 or rows_per_shard < 1 or not domain.strip():
         raise ValueError("--seed must be >= 0, --rows-per-shard >= 1, --domain non-empty")
     tok = _check_inputs(inputs, tokenizer)
-    out_dir, stage_dir, tok_dest = _check_output(Path(output), stage, Path(tokenizer))
+    out_dir, stage_dir, tok_dest = _check_output(Path(output), stage, tok, Path(tokenizer))
 
     columns: dict[str, list] = {"doc_id": [], "domain": [], "source": []}
     files = []
@@ -209,7 +210,7 @@ def write_chat_stage(
             "chat_template": {
                 "template": CHAT_TEMPLATE,
                 "token_ids": chat_token_ids(tok),
-                "pad_id": tok.token_to_id(PAD),
+                "pad_id": special_token_ids(tok)["pad"],
             },
         }
         settings = {"kind": kind, "domain": domain, "max_tokens": max_tokens}
@@ -260,9 +261,9 @@ def _check_inputs(inputs: Sequence[str | Path], tokenizer: str | Path):
     return tok
 
 
-def _check_output(out_dir: Path, stage: str, tokenizer: Path) -> tuple[Path, Path, Path]:
+def _check_output(out_dir: Path, stage: str, tok, tokenizer: Path) -> tuple[Path, Path, Path]:
     """A plain stage name, a replaceable stage directory, and no other tokenizer already in
-    the output (its stages and this one must share one vocabulary)."""
+    the output (its stages and this one must share one vocabulary and special tokens)."""
     if (
         not stage
         or stage.startswith(".")
@@ -274,7 +275,11 @@ def _check_output(out_dir: Path, stage: str, tokenizer: Path) -> tuple[Path, Pat
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"{out_dir}: output exists and is not a directory")
     dest = out_dir / "tokenizer" / "tokenizer.json"
-    if dest.exists() and (not dest.is_file() or sha256_file(dest) != sha256_file(tokenizer)):
+    if dest.exists() and (
+        not dest.is_file()
+        or sha256_file(dest) != sha256_file(tokenizer_file(tokenizer))
+        or special_token_ids(load_tokenizer(dest)) != special_token_ids(tok)
+    ):
         raise ValueError(
             f"{dest}: the output already holds another tokenizer; its stages must share one "
             f"(pass --tokenizer {dest}, or another --output)"

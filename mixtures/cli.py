@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--curated", help="curate output dir or its curated/ table (required)")
     p.add_argument("--recipe", help="mixture recipe YAML (required)")
     p.add_argument("--output", help="output directory for stages and plan.json (required)")
-    p.add_argument("--tokenizer", default=None, help="local tokenizer.json (skip training)")
+    p.add_argument("--tokenizer", default=None, help="local tokenizer.json or HF tokenizer directory (skip training)")
     p.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
     p.add_argument(
         "--engine",
@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     e.add_argument("--recipe", required=True, help="mixture recipe YAML")
     e.add_argument("--curated", required=True, help="curate output dir or its curated/ table")
-    e.add_argument("--tokenizer", default=None, help="tokenizer.json to estimate with")
+    e.add_argument("--tokenizer", default=None, help="tokenizer.json or HF tokenizer directory to estimate with")
     e.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
     e.add_argument("--json", action="store_true", help="print the per-stage reports as JSON")
     e.set_defaults(func=run_explain)
@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         q.add_argument(
             "--tokenizer",
             required=True,
-            help="tokenizer.json with the chat tokens (the "
+            help="tokenizer.json (or its directory) with the chat tokens (the "
             "pre-training mix's OUTPUT/tokenizer/tokenizer.json)",
         )
         q.add_argument("--output", "-o", required=True, help="output (data root) directory")

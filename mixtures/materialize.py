@@ -50,6 +50,7 @@ from mixtures.tokenizer import (
     load_tokenizer,
     sample_for_training,
     save_tokenizer,
+    special_token_ids,
     tokenizer_info,
     train_bpe,
 )
@@ -209,7 +210,7 @@ def _materialise_pyarrow(inputs: MixInputs) -> dict:
         stage_doc_tokens(doc_tokens, stage.max_doc_tokens), cluster_size, quality_bucket,
         ids=ids))
     meta = docs.select(["id", "domain", "source", "quality_bucket", "cluster_size"])
-    eos = tok.token_to_id("<|eos|>")
+    eos = special_token_ids(tok)["eos"]
 
     def write_stages(writers: dict[str, StageWriter]) -> None:
         for stage, plan in zip(recipe.stages, plans, strict=True):

@@ -26,13 +26,14 @@ class RecipeError(ValueError):
 
 
 class TokenizerSpec(BaseModel):
-    """Either a local tokenizer.json to load, or the settings to train a byte-level BPE."""
+    """Either a local tokenizer to load, or the settings to train a byte-level BPE."""
 
     model_config = ConfigDict(extra="forbid")
 
     path: str | None = Field(
         default=None,
-        description="Local tokenizer.json to load; when set, no tokenizer is trained.",
+        description="Local tokenizer.json, or HF tokenizer directory holding one, to load; "
+        "when set, no tokenizer is trained.",
     )
     vocab_size: int = Field(
         default=8192,

@@ -18,6 +18,10 @@ strings, exactly one of them set per row; ``tokens`` counts the prompts). They r
 a reader that predates post-training refuses these stages instead of misreading them (and
 one that predates a kind refuses that kind).
 
+The tokenizer record's ``special_tokens`` (role -> id or null: bos, eos, pad and the chat
+roles) needs no new version: older readers ignore it, and manifests written before it are
+read as they were (``bos_id`` and ``eos_id`` stay).
+
 Pure pyarrow + numpy: the trainer imports this through `mixtures.shards`.
 """
 
@@ -212,6 +216,7 @@ def check_manifest(manifest: dict[str, Any], where: str) -> None:
     tok = manifest["tokenizer"]
     if not isinstance(tok, dict) or not set(TOKENIZER_KEYS) <= tok.keys():
         raise ShardError(f"{where}: manifest field 'tokenizer' needs {list(TOKENIZER_KEYS)}")
+    _check_special_tokens(tok, where)
     shards = manifest["shards"]
     if not isinstance(shards, list):
         raise ShardError(f"{where}: manifest field 'shards' is not a list")
@@ -253,6 +258,26 @@ def check_manifest(manifest: dict[str, Any], where: str) -> None:
                 f"{where}: manifest field {key!r} sums to {sum(stated.values())}, but "
                 f"'total_tokens' is {manifest['total_tokens']}"
             )
+
+
+def _check_special_tokens(tok: dict[str, Any], where: str) -> None:
+    """`tokenizer.special_tokens` (role -> id or null; manifests before it lack it) must hold
+    ids of the vocabulary and agree with bos_id/eos_id, which older readers use."""
+    if "special_tokens" not in tok:
+        return
+    ids = tok["special_tokens"]
+    if not isinstance(ids, dict):
+        raise ShardError(f"{where}: tokenizer.special_tokens is not an object")
+    vocab = _count(tok["vocab_size"], where, "tokenizer.vocab_size")
+    for role, i in ids.items():
+        if i is not None and (isinstance(i, bool) or not isinstance(i, int)
+                              or not 0 <= i < vocab):
+            raise ShardError(f"{where}: tokenizer.special_tokens.{role} must be a token id "
+                             f"below vocab_size {vocab} or null, got {i!r}")
+    for role in ("bos", "eos"):
+        if ids.get(role) != tok[f"{role}_id"]:
+            raise ShardError(f"{where}: tokenizer.special_tokens.{role} is {ids.get(role)!r}, "
+                             f"but tokenizer.{role}_id is {tok[f'{role}_id']!r}")
 
 
 def _count(value: object, where: str, field: str) -> int:

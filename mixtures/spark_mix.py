@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,7 +39,13 @@ from mixtures.recipe import StageSpec
 from mixtures.shard_format import SCHEMA
 from mixtures.stage_copies import n_shards
 from mixtures.stage_writer import StageWriter, write_shard_file
-from mixtures.tokenizer import EOS, encode_documents, load_tokenizer, sample_for_training, train_bpe
+from mixtures.tokenizer import (
+    encode_documents,
+    load_tokenizer,
+    sample_for_training,
+    special_token_ids,
+    train_bpe,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +81,32 @@ def materialise_spark(inputs: MixInputs, master: str | None) -> dict:
     tok = (load_tokenizer(inputs.tokenizer_source) if inputs.tokenizer_source
            else _train_tokenizer(docs, inputs))
     tok_json = spark.sparkContext.broadcast(tok.to_str())
-    tokenized = docs.mapInArrow(lambda it: _tokenize(it, tok_json.value), TOKENIZED)
+    eos = special_token_ids(tok)["eos"]  # the JSON alone does not say which token is eos
+    # Parquet splits only at row groups: a table of few large files would tokenise on a few
+    # cores. Plans and shards do not depend on partitioning, so spread it before tokenising.
+    cores = spark.sparkContext.defaultParallelism
+    if docs.rdd.getNumPartitions() < 2 * cores:
+        docs = docs.repartition(2 * cores)
+    tokenized = docs.mapInArrow(lambda it: _tokenize(it, tok_json.value, eos), TOKENIZED)
     tokenized = tokenized.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        n_tokens = int(tokenized.agg({"n_tokens": "sum"}).collect()[0][0] or 0)
+        from pyspark.sql import functions as F
+
+        row = tokenized.agg(F.sum(F.greatest("n_tokens", F.lit(0))).alias("tokens"),
+                            F.sum((F.col("n_tokens") < 0).cast("long")).alias("nulls")).collect()[0]
+        if row["nulls"]:
+            raise CuratedTableError(f"{inputs.table_path}: column 'text' has {row['nulls']} "
+                                    "null value(s)")
+        n_tokens = int(row["tokens"] or 0)
         log.info("tokenised %d documents into %d tokens on the executors", n_docs, n_tokens)
-        plans = plan_stages(inputs, lambda stage: _plan_inputs(tokenized, stage, inputs.seed))
+        def stage_docs(stage: StageSpec) -> PlanInputs:
+            docs = _plan_inputs(tokenized, stage, inputs.seed)
+            _check_unique_ids(tokenized, docs.id_hash, inputs.table_path)
+            return docs
+
+        plans = plan_stages(inputs, stage_docs)
         for stage, plan in zip(inputs.recipe.stages, plans, strict=True):
             _name_top_clusters(tokenized, plan.report, stage, inputs.seed)
-        eos = tok.token_to_id(EOS)
 
         def write_stages(writers: dict[str, StageWriter]) -> None:
             for stage, plan in zip(inputs.recipe.stages, plans, strict=True):
@@ -117,7 +141,9 @@ def _read(spark, path: Path):
 
 
 def _check(docs, inputs: MixInputs) -> tuple[int, list[str], int]:
-    """Row count, nulls, repeated ids, domains and the top quality bucket: small aggregates."""
+    """Row count, null ids and domains, the domains and the top quality bucket: one pass
+    over three small columns (texts are checked as they are tokenised, repeated ids as
+    the first stage's id hashes are collected)."""
     from pyspark.sql import functions as F
 
     from mixtures.curated_table import top_bucket
@@ -125,24 +151,31 @@ def _check(docs, inputs: MixInputs) -> tuple[int, list[str], int]:
     path = inputs.table_path
     row = docs.agg(
         F.count(F.lit(1)).alias("n"),
-        *(F.sum(F.col(c).isNull().cast("long")).alias(c) for c in REQUIRED_COLUMNS),
+        *(F.sum(F.col(c).isNull().cast("long")).alias(c) for c in ("id", "domain")),
         F.max("quality_bucket").alias("top"),
+        F.collect_set("domain").alias("domains"),
     ).collect()[0]
     if not row["n"]:
         raise CuratedTableError(f"{path}: curated table has no rows")
-    for c in REQUIRED_COLUMNS:
+    for c in ("id", "domain"):
         if row[c]:
             raise CuratedTableError(f"{path}: column {c!r} has {row[c]} null value(s)")
-    repeated = docs.groupBy("id").count().filter("count > 1")
-    examples = [r["id"] for r in repeated.limit(3).collect()]
-    if examples:
-        raise CuratedTableError(
-            f"{path}: column 'id' has {repeated.count()} repeated value(s), e.g. {examples}: "
-            "plans are keyed by document id (curation quarantines repeated ids)")
-    domains = sorted(r["domain"] for r in docs.select("domain").distinct().collect())
+    domains = sorted(row["domains"])
     top = top_bucket(pa.array([row["top"] or 0]), inputs.stats)
     log.info("curated table %s: %d documents, domains %s", path, row["n"], domains)
     return int(row["n"]), domains, top
+
+
+def _check_unique_ids(tokenized, h: np.ndarray, path: Path) -> None:
+    """Equal id hashes mean repeated ids (a 64-bit collision is ~n^2 / 2^65); only then
+    ask Spark which ids repeat, to name them."""
+    if len(np.unique(h)) == len(h):
+        return
+    repeated = tokenized.groupBy("id").count().filter("count > 1")
+    examples = [r["id"] for r in repeated.limit(3).collect()]
+    raise CuratedTableError(
+        f"{path}: column 'id' has {repeated.count()} repeated value(s), e.g. {examples}: "
+        "plans are keyed by document id (curation quarantines repeated ids)")
 
 
 def _train_tokenizer(docs, inputs: MixInputs):
@@ -156,7 +189,7 @@ def _train_tokenizer(docs, inputs: MixInputs):
     fraction = min(1.0, 2.0 * spec.sample_bytes / max(1, total))
     while True:
         limit = to_signed(np.array([min(2**64 - 1, int(fraction * 2**64))], dtype=np.uint64))[0]
-        kept = docs.select("id", "text").mapInArrow(
+        kept = docs.select("id", "text").where("text IS NOT NULL").mapInArrow(
             lambda it, s=seed, lim=int(limit): _below(it, s, lim), "id string, text string")
         rows = kept.toArrow()
         got = int(sum(len(t.encode("utf-8")) for t in rows.column("text").to_pylist()))
@@ -178,19 +211,23 @@ def _below(batches: Iterator[pa.RecordBatch], seed: int, limit: int) -> Iterator
 _TOKENIZERS: dict[int, object] = {}
 
 
-def _tokenize(batches: Iterator[pa.RecordBatch], tok_json: str) -> Iterator[pa.RecordBatch]:
+def _tokenize(batches: Iterator[pa.RecordBatch], tok_json: str, eos: int
+              ) -> Iterator[pa.RecordBatch]:
     """Executor side: documents -> uint32 token bytes (EOS appended), one row each."""
     from tokenizers import Tokenizer
 
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per task: Spark runs the tasks
     tok = _TOKENIZERS.get(hash(tok_json))
     if tok is None:
         tok = _TOKENIZERS[hash(tok_json)] = Tokenizer.from_str(tok_json)
     for b in batches:
-        values, offsets = encode_documents(tok, b.column("text").to_pylist())
+        texts = b.column("text").to_pylist()
+        values, offsets = encode_documents(tok, [t or "" for t in texts], eos=eos)
+        n_tokens = np.where([t is None for t in texts], -1, np.diff(offsets))  # -1: null text
         yield pa.RecordBatch.from_arrays(
             [*(b.column(c) for c in ("id", "domain", "source", "quality_bucket",
                                      "cluster_size")),
-             pa.array(np.diff(offsets), pa.int64()), _binary(values, offsets)],
+             pa.array(n_tokens, pa.int64()), _binary(values, offsets)],
             names=["id", "domain", "source", "quality_bucket", "cluster_size", "n_tokens",
                    "tokens"])
 
@@ -293,15 +330,23 @@ def _expand(batches, stage: StageSpec, params: dict[str, DomainParams], seed: in
             eos: int):
     """Executor side: each document's repeats from the plan, then one row per copy with
     its key and shard, its tokens cut to the stage's max_doc_tokens (EOS kept last)."""
-    from mixtures.doc_keys import copy_keys
-    from mixtures.materialize import truncate
+    import pyarrow.compute as pc
 
+    from mixtures.doc_keys import copy_keys
+
+    eos_bytes = np.array([eos], dtype="<u4").tobytes()
     for b in batches:
         ids = b.column("id").to_pylist()
         h = id_hashes(ids, seed, stage.name)
-        values, offsets = _tokens(b.column("tokens"))
-        values, offsets = truncate(values, offsets, stage.max_doc_tokens, eos)
-        docs = PlanInputs(h, b.column("domain").to_numpy(zero_copy_only=False), np.diff(offsets),
+        tokens = b.column("tokens")
+        lengths = b.column("n_tokens").to_numpy()
+        if stage.max_doc_tokens is not None and lengths.max(initial=0) > stage.max_doc_tokens:
+            # head of max_doc_tokens - 1 tokens, then EOS (as `materialize.truncate`)
+            cut = pc.binary_join_element_wise(
+                pc.binary_slice(tokens, 0, 4 * (stage.max_doc_tokens - 1)), eos_bytes, b"")
+            tokens = pc.if_else(pa.array(lengths > stage.max_doc_tokens), cut, tokens)
+            lengths = np.minimum(lengths, stage.max_doc_tokens)
+        docs = PlanInputs(h, b.column("domain").to_numpy(zero_copy_only=False), lengths,
                           b.column("cluster_size").to_numpy(), b.column("quality_bucket")
                           .to_numpy())
         repeats = repeats_from_params(docs, stage, params).astype(np.int64)
@@ -310,14 +355,10 @@ def _expand(batches, stage: StageSpec, params: dict[str, DomainParams], seed: in
         rows = np.repeat(np.arange(len(repeats)), repeats)
         copy = np.arange(len(rows)) - np.repeat(np.cumsum(repeats) - repeats, repeats)
         keys = copy_keys(h[rows], copy)
-        lengths = np.diff(offsets)[rows]
-        starts = np.repeat(offsets[:-1][rows], lengths)
-        within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        new_offsets = np.concatenate([[0], np.cumsum(lengths)])
         take = pa.array(rows)
         yield pa.RecordBatch.from_arrays(
             [pa.array(shard_of(keys, k)), pa.array(to_signed(keys)), pa.array(to_signed(h[rows])),
-             pa.array(copy.astype(np.int32)), _binary(values[starts + within], new_offsets),
+             pa.array(copy.astype(np.int32)), tokens.take(take),
              *(b.column(c).take(take) for c in ("id", "domain", "source", "quality_bucket",
                                                 "cluster_size"))],
             names=["shard", "key", "h", "copy", "tokens", "doc_id", "domain", "source",

@@ -99,8 +99,10 @@ def run_training(
     # the run directory is self-describing: `sharpen export RUN` finds the model's shape
     # and the tokenizer here without flags
     shutil.copyfile(plan_path, out / "plan.yaml")
-    if (data_root / "tokenizer" / "tokenizer.json").is_file():
-        shutil.copyfile(data_root / "tokenizer" / "tokenizer.json", out / "tokenizer.json")
+    if (data_root / "tokenizer" / "tokenizer.json").is_file():  # with its HF config files
+        from mixtures.tokenizer import install_tokenizer
+
+        install_tokenizer(data_root / "tokenizer" / "tokenizer.json", out / "tokenizer.json")
     summary_path = out / "summary.json"
     summary_path.unlink(missing_ok=True)
     rest = ["--plan", str(plan_path), "--data", str(data_root), "--output", str(out)]

@@ -77,14 +77,18 @@ def test_spark_engine_ignores_row_order_and_file_layout(spark, pyarrow_mix, reci
         ([{"id": "a", "domain": "web", "body": "x"}], r"lacks column\(s\) \['text'\]"),
         ([{"id": "a", "domain": "web", "text": "x"}, {"id": "a", "domain": "web", "text": "y"}],
          r"column 'id' has 1 repeated value\(s\), e.g. \['a'\]"),
+        ([{"id": "a", "domain": "web", "text": "x"}, {"id": "b", "domain": "web", "text": None}],
+         r"column 'text' has 1 null value\(s\)"),
     ],
 )
-def test_spark_engine_bad_tables_fail_clearly_and_write_nothing(spark, recipe_path, tmp_path,
-                                                                rows, match):
+def test_spark_engine_bad_tables_fail_clearly_and_write_nothing(spark, tmp_path, rows, match):
     pa_table = pa.Table.from_pylist(rows)
     ds.write_dataset(pa_table, tmp_path / "bad", format="parquet")
+    web_only = tmp_path / "web.yaml"
+    web_only.write_text(yaml.safe_dump(dict(RECIPE, stages=[
+        {"name": "broad", "token_budget": 10, "domain_shares": {"web": 1.0}}])))
     with pytest.raises(CuratedTableError, match=match):
-        run_mix(str(tmp_path / "bad"), str(recipe_path), str(tmp_path / "out"), engine="spark")
+        run_mix(str(tmp_path / "bad"), str(web_only), str(tmp_path / "out"), engine="spark")
     assert not (tmp_path / "out").exists()
 
 

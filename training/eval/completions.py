@@ -21,13 +21,12 @@ import torch
 from torch import nn
 
 from mixtures.tokenizer import (
-    CHAT_TOKENS,
+    CHAT_ROLES,
     END,
-    EOS,
-    PAD,
     chat_token_ids,
     encode_plain,
     render_chats,
+    special_token_ids,
 )
 from training.generation import generate
 
@@ -88,15 +87,15 @@ class Prompter:
             raise ValueError(
                 f"prompt format must be one of {PROMPT_FORMATS}, not {prompt_format!r}"
             )
-        has_chat = all(tokenizer.token_to_id(t) is not None for t in CHAT_TOKENS)
+        ids = special_token_ids(tokenizer)
+        has_chat = all(ids[r] is not None for r in CHAT_ROLES)
         if prompt_format == "chat":
             chat_token_ids(tokenizer)  # raises, naming the missing tokens
         use = "chat" if prompt_format == "chat" or (prompt_format == "auto" and has_chat) else "raw"
         if use == "raw" and prompt_format == "auto":
             log.warning("tokenizer has no chat tokens: prompts are given as raw text")
-        eos = tokenizer.token_to_id(EOS)
+        eos, pad = ids["eos"], ids["pad"]
         stops = (chat_token_ids(tokenizer)[END], eos) if use == "chat" else (eos,)
-        pad = tokenizer.token_to_id(PAD)
         return cls(tokenizer, use, tuple(stops), eos if pad is None else pad)
 
     def encode(self, prompts: Sequence[Prompt]) -> list[list[int]]:

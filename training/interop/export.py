@@ -123,7 +123,7 @@ def export_checkpoint(
     from safetensors.torch import save_file
     from transformers import GenerationConfig
 
-    from mixtures.tokenizer import BOS, EOS, PAD, load_tokenizer, sha256_file
+    from mixtures.tokenizer import load_tokenizer, sha256_file, special_token_ids, special_tokens
 
     ckpt, out = resolve_checkpoint(Path(checkpoint)), Path(output)
     if plan is None:
@@ -137,6 +137,7 @@ def export_checkpoint(
     model, trainer_state = load_checkpoint_model(ckpt, plan)
     cfg = model.cfg
     ids: dict[str, int | None] = {}
+    names: dict[str, str | None] = {}
     tok_path = find_tokenizer(Path(tokenizer)) if tokenizer else find_in_run(ckpt, TOKENIZER_NAMES)
     if tok_path is None:
         log.warning("%s: no tokenizer given or saved with the run; exporting weights only", ckpt)
@@ -147,7 +148,7 @@ def export_checkpoint(
                 f"{tok_path}: {tok.get_vocab_size()} tokens but the checkpoint embeds "
                 f"{cfg.vocab_size}: not the run's tokenizer"
             )
-        ids = {k: tok.token_to_id(t) for k, t in (("bos", BOS), ("eos", EOS), ("pad", PAD))}
+        ids, names = special_token_ids(tok), special_tokens(tok)
     config = hf_config(
         cfg,
         rope_theta=model.rope_theta,
@@ -167,7 +168,7 @@ def export_checkpoint(
         pad_token_id=config.pad_token_id,
     ).save_pretrained(out)
     if tok_path is not None:
-        _save_hf_tokenizer(tok_path, out, cfg.max_seq_len)
+        _save_hf_tokenizer(tok_path, out, cfg.max_seq_len, names)
     summary: dict[str, Any] = {
         "checkpoint": str(ckpt),
         "stage": trainer_state["stage"],
@@ -187,17 +188,18 @@ def export_checkpoint(
     return summary
 
 
-def _save_hf_tokenizer(tok_path: Path, out: Path, max_len: int) -> None:
-    """tokenizer.json plus tokenizer_config.json naming our special tokens."""
+def _save_hf_tokenizer(
+    tok_path: Path, out: Path, max_len: int, names: dict[str, str | None]
+) -> None:
+    """tokenizer.json plus tokenizer_config.json naming its special tokens (`names`: role ->
+    token string, as `mixtures.tokenizer.special_tokens` resolved them)."""
     from transformers import PreTrainedTokenizerFast
-
-    from mixtures.tokenizer import BOS, EOS, PAD
 
     hf_tok = PreTrainedTokenizerFast(
         tokenizer_file=str(tok_path),
-        bos_token=BOS,
-        eos_token=EOS,
-        pad_token=PAD,
+        bos_token=names["bos"],
+        eos_token=names["eos"],
+        pad_token=names["pad"],
         model_max_length=max_len,
     )
     hf_tok.save_pretrained(out)
