@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -358,3 +359,45 @@ def test_full_disk_fails_in_one_line_and_rerun_matches_clean_run(
     (disk / "filler").unlink()
     assert _mix(capsys, curated, recipe_file, out) == (0, "")
     assert _files(out / "broad") == _files(clean_mix / "broad")
+
+
+# --- a mix killed while writing ----------------------------------------------------------
+
+
+def test_killed_mix_leaves_no_manifest_listing_missing_shards_and_reruns_clean(
+    curated, tmp_path, capsys
+):
+    """SIGKILL while the second stage's shards are being written: every manifest left
+    behind opens with every listed shard verified, there is no plan.json, and a rerun of
+    the same command finishes with the bytes of an uninterrupted mix."""
+    from mixtures.shards import StageShards
+
+    recipe = tmp_path / "many_shards.yaml"
+    recipe.write_text(yaml.safe_dump(dict(RECIPE, shard_tokens=300)))  # ~400 shards in all
+    clean = tmp_path / "clean"
+    assert main(_mix_argv(curated, recipe, clean, "--engine", "pyarrow")) == 0
+    n_broad = len(json.loads((clean / "broad" / "manifest.json").read_text())["shards"])
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "sharpen.cli", *_mix_argv(curated, recipe, out),
+           "--engine", "pyarrow"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    mark = out / ".anneal.partial" / "shard-00010.arrow"
+    try:
+        deadline = time.time() + 120
+        while not mark.exists():
+            assert proc.poll() is None, "the mix ended before it could be killed"
+            assert time.time() < deadline, "the mix never reached its second stage"
+            time.sleep(0.002)
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (out / "plan.json").exists()
+    manifests = sorted(out.glob("*/manifest.json"))
+    assert [m.parent.name for m in manifests] == ["broad"]  # the finished stage only
+    assert len(StageShards.open(out / "broad", verify=True).manifest["shards"]) == n_broad
+    assert _mix(capsys, curated, recipe, out, "--engine", "pyarrow") == (0, "")
+    for stage in ("broad", "anneal"):
+        assert _files(out / stage) == _files(clean / stage)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
