@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     results["pyarrow_small"] = run_mix(small, small_recipe, tokenizer, OUT / "mix_small_pa",
                                        "pyarrow", "local[1]")
     results["planner_1m"] = planner_million()
-    (OUT / "results.json").write_text(json.dumps(results, indent=2))
+    (OUT / f"results_{args.large_mb:g}mb.json").write_text(json.dumps(results, indent=2))
     report(results)
     return 0
 

@@ -44,6 +44,7 @@ from mixtures.recipe import (
 from mixtures.shards import StageWriter, canonical_sha256, check_replaceable
 from mixtures.stage_copies import expand_copies, n_shards, shard_slices
 from mixtures.stage_writer import write_error
+from mixtures.token_bytes import to_binary, to_token_lists, truncate
 from mixtures.tokenizer import (
     encode_documents,
     install_tokenizer,
@@ -201,8 +202,11 @@ def _materialise_pyarrow(inputs: MixInputs) -> dict:
         tok = train_bpe(sample, spec.vocab_size, spec.min_frequency)
     values, offsets = encode_documents(tok, texts)
     del texts
-    log.info("tokenised %d documents into %d tokens", len(offsets) - 1, len(values))
+    n_tokens = len(values)
+    log.info("tokenised %d documents into %d tokens", len(offsets) - 1, n_tokens)
     doc_tokens = np.diff(offsets)
+    tokens = to_binary(values, offsets, large=True)
+    del values
     cluster_size = docs.column("cluster_size").to_numpy()
     quality_bucket = docs.column("quality_bucket").to_numpy()
     plans = plan_stages(inputs, lambda stage: PlanInputs(
@@ -214,9 +218,7 @@ def _materialise_pyarrow(inputs: MixInputs) -> dict:
 
     def write_stages(writers: dict[str, StageWriter]) -> None:
         for stage, plan in zip(recipe.stages, plans, strict=True):
-            stage_values, stage_offsets = truncate(values, offsets, stage.max_doc_tokens, eos)
-            tokens = pa.LargeListArray.from_arrays(pa.array(stage_offsets, pa.int64()),
-                                                   pa.array(stage_values))
+            stage_tokens, _ = truncate(tokens, doc_tokens, stage.max_doc_tokens, eos)
             h = id_hashes(ids, seed, stage.name)
             rows, copy, keys = expand_copies(h, plan.repeats)
             with writers[stage.name] as writer:
@@ -225,7 +227,7 @@ def _materialise_pyarrow(inputs: MixInputs) -> dict:
                     idx = pa.array(rows[start:stop])
                     part = meta.take(idx)
                     writer.write_shard({
-                        "tokens": tokens.take(idx).cast(pa.list_(pa.uint32())),
+                        "tokens": to_token_lists(stage_tokens.take(idx)),
                         "doc_id": part.column("id"), "domain": part.column("domain"),
                         "source": part.column("source"),
                         "quality_bucket": part.column("quality_bucket"),
@@ -233,7 +235,7 @@ def _materialise_pyarrow(inputs: MixInputs) -> dict:
                         "copy": pa.array(copy[start:stop]),
                     })
 
-    return write_mix(inputs, tok, plans, docs.num_rows, len(values), write_stages)
+    return write_mix(inputs, tok, plans, docs.num_rows, n_tokens, write_stages)
 
 
 def write_mix(inputs: MixInputs, tok, plans: list[StagePlan], n_docs: int, n_tokens: int,
@@ -297,22 +299,6 @@ def write_mix(inputs: MixInputs, tok, plans: list[StagePlan], n_docs: int, n_tok
         raise
     log.info("wrote %s", out_dir / "plan.json")
     return summary
-
-
-def truncate(values: np.ndarray, offsets: np.ndarray, max_tokens: int | None, eos: int):
-    """Cut documents longer than max_tokens to their head, keeping EOS as the last token."""
-    lengths = np.diff(offsets)
-    if max_tokens is None or lengths.max(initial=0) <= max_tokens:
-        return values, offsets
-    new_len = np.minimum(lengths, max_tokens)
-    new_off = np.zeros_like(offsets)
-    np.cumsum(new_len, out=new_off[1:])
-    starts = np.repeat(offsets[:-1], new_len)
-    within = np.arange(new_off[-1]) - np.repeat(new_off[:-1], new_len)
-    out = values[starts + within]
-    cut = lengths > max_tokens
-    out[new_off[1:][cut] - 1] = eos
-    return out, new_off
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -39,6 +39,7 @@ from mixtures.recipe import StageSpec
 from mixtures.shard_format import SCHEMA
 from mixtures.stage_copies import n_shards
 from mixtures.stage_writer import StageWriter, write_shard_file
+from mixtures.token_bytes import to_binary, to_token_lists, truncate
 from mixtures.tokenizer import (
     encode_documents,
     load_tokenizer,
@@ -227,28 +228,9 @@ def _tokenize(batches: Iterator[pa.RecordBatch], tok_json: str, eos: int
         yield pa.RecordBatch.from_arrays(
             [*(b.column(c) for c in ("id", "domain", "source", "quality_bucket",
                                      "cluster_size")),
-             pa.array(n_tokens, pa.int64()), _binary(values, offsets)],
+             pa.array(n_tokens, pa.int64()), to_binary(values, offsets)],
             names=["id", "domain", "source", "quality_bucket", "cluster_size", "n_tokens",
                    "tokens"])
-
-
-def _binary(values: np.ndarray, offsets: np.ndarray) -> pa.Array:
-    """Token lists as binary (uint32 little-endian), built from the buffers, no loop."""
-    byte_offsets = (np.asarray(offsets, dtype=np.int64) * 4).astype(np.int32)
-    data = np.ascontiguousarray(values, dtype="<u4").tobytes()
-    return pa.Array.from_buffers(pa.binary(), len(offsets) - 1,
-                                 [None, pa.py_buffer(byte_offsets), pa.py_buffer(data)])
-
-
-def _tokens(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(uint32 values, int64 token offsets) of a binary token column."""
-    arr = arr.cast(pa.binary()) if arr.type != pa.binary() else arr
-    byte_offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[
-        arr.offset:arr.offset + len(arr) + 1].astype(np.int64)
-    data = arr.buffers()[2]
-    values = (np.frombuffer(data, dtype="<u4", count=int(byte_offsets[-1]) // 4)
-              if data is not None and byte_offsets[-1] else np.zeros(0, np.uint32))
-    return values.astype(np.uint32), byte_offsets // 4
 
 
 def _plan_inputs(tokenized, stage: StageSpec, seed: int) -> PlanInputs:
@@ -330,22 +312,12 @@ def _expand(batches, stage: StageSpec, params: dict[str, DomainParams], seed: in
             eos: int):
     """Executor side: each document's repeats from the plan, then one row per copy with
     its key and shard, its tokens cut to the stage's max_doc_tokens (EOS kept last)."""
-    import pyarrow.compute as pc
-
     from mixtures.doc_keys import copy_keys
 
-    eos_bytes = np.array([eos], dtype="<u4").tobytes()
     for b in batches:
-        ids = b.column("id").to_pylist()
-        h = id_hashes(ids, seed, stage.name)
-        tokens = b.column("tokens")
-        lengths = b.column("n_tokens").to_numpy()
-        if stage.max_doc_tokens is not None and lengths.max(initial=0) > stage.max_doc_tokens:
-            # head of max_doc_tokens - 1 tokens, then EOS (as `materialize.truncate`)
-            cut = pc.binary_join_element_wise(
-                pc.binary_slice(tokens, 0, 4 * (stage.max_doc_tokens - 1)), eos_bytes, b"")
-            tokens = pc.if_else(pa.array(lengths > stage.max_doc_tokens), cut, tokens)
-            lengths = np.minimum(lengths, stage.max_doc_tokens)
+        h = id_hashes(b.column("id").to_pylist(), seed, stage.name)
+        tokens, lengths = truncate(b.column("tokens"), b.column("n_tokens").to_numpy(),
+                                   stage.max_doc_tokens, eos)
         docs = PlanInputs(h, b.column("domain").to_numpy(zero_copy_only=False), lengths,
                           b.column("cluster_size").to_numpy(), b.column("quality_bucket")
                           .to_numpy())
@@ -371,10 +343,8 @@ def _write_shards(batches, partial: str):
 
     def flush():
         table = pa.Table.from_batches(pending)
-        values, offsets = _tokens(table.column("tokens").combine_chunks())
         shard = pa.table({
-            "tokens": pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)),
-                                               pa.array(values, pa.uint32())),
+            "tokens": to_token_lists(table.column("tokens")),
             "doc_id": table.column("doc_id"), "domain": table.column("domain"),
             "source": table.column("source"), "quality_bucket": table.column("quality_bucket"),
             "cluster_size": table.column("cluster_size"), "copy": table.column("copy"),
