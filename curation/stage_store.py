@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from curation.io.hadoop_fs import HadoopFS
 from curation.io.output_lock import OutputLock
+from curation.stage_profile import StageProfiler
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,9 @@ class StageStore:
         self.lock = lock
         self.fs = HadoopFS(spark)
         self.timings: dict[str, float] = {}
+        self.profiles: dict[str, dict] = {}  # Spark task metrics per stage (stage_profile)
         self.resumed: list[str] = []
+        self.profiler = StageProfiler(spark)
 
     def _marker(self, name: str) -> str:
         return f"{self.root}/{name}/{MARKER}"
@@ -70,19 +73,23 @@ class StageStore:
             self.resumed.append(name)
             if info is not None:
                 info.update(meta.get("info", {}))
+            if meta.get("profile"):  # what the stage cost when it ran
+                self.profiles[name] = {**meta["profile"], "resumed": True}
             return self.spark.read.parquet(path)
         started = time.perf_counter()
         log.info("stage %s: running", name)
         info = {} if info is None else info
         tmp = f"{path}._writing"
         self.fs.delete(tmp)
-        build().write.mode("overwrite").parquet(tmp)
-        if check is not None:
-            check(self.spark.read.parquet(tmp), info)
+        with self.profiler.measure(name) as profile:
+            build().write.mode("overwrite").parquet(tmp)
+            if check is not None:
+                check(self.spark.read.parquet(tmp), info)
         self.timings[name] = round(time.perf_counter() - started, 2)
+        self.profiles[name] = profile
         self.fs.write_text(f"{tmp}/{MARKER}", json.dumps(
-            {"fingerprint": self.fingerprint, "seconds": self.timings[name], "info": info},
-            sort_keys=True))
+            {"fingerprint": self.fingerprint, "seconds": self.timings[name], "info": info,
+             "profile": profile}, sort_keys=True))
         self.commit(tmp, path)
         log.info("stage %s: finished in %.1fs", name, self.timings[name])
         return self.spark.read.parquet(path)

@@ -125,6 +125,24 @@ def test_filters_write_removed_documents_with_their_rule(run):
 
 
 @pytest.mark.slow
+def test_stats_profile_every_stage_from_spark_task_metrics(run):
+    """stats.json says what each stage cost: wall seconds, tasks, task CPU and run time,
+    records and bytes read, written and shuffled (Spark's own task metrics)."""
+    stats, _ = run
+    profile = stats["stages"]["profile"]
+    assert set(profile) == set(stats["stages"]["seconds"]) >= {
+        "validated", "annotated", "exact", "assigned"}
+    for name, p in profile.items():
+        assert p["tasks"] > 0 and p["spark_stages"] > 0, name
+        assert 0 < p["task_cpu_s"] <= p["task_run_s"] + 1.0, (name, p)
+        assert p["wall_s"] <= stats["stages"]["seconds"][name] + 0.01, (name, p)
+        assert p["bytes_written"] > 0 and p["records_written"] > 0, (name, p)
+    # annotation adds columns, never rows; exact dedup keeps at most what it read
+    assert 0 < profile["annotated"]["records_written"] <= profile["validated"]["records_written"]
+    assert profile["exact"]["records_written"] <= profile["annotated"]["records_written"]
+    assert profile["exact"]["shuffle_bytes_written"] > 0  # exact dedup groups by hash
+
+
 def test_killed_job_resumes_to_identical_output(run, tmp_path):
     """Kill the CLI job (JVM included) once a middle stage is done; rerun; compare bytes
     with the uninterrupted in-process run (which also used another Spark parallelism)."""
@@ -149,5 +167,8 @@ def test_killed_job_resumes_to_identical_output(run, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     stats = json.loads((out / "stats.json").read_text())
     assert {"validated", "annotated", "exact"} <= set(stats["stages"]["resumed"])
+    # a reused stage reports what it cost when it ran
+    assert stats["stages"]["profile"]["validated"]["resumed"] is True
+    assert stats["stages"]["profile"]["validated"]["tasks"] > 0
     for name in OUTPUTS:
         assert _digest(out / name) == _digest(ref / "out" / name), name

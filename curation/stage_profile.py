@@ -1,0 +1,73 @@
+"""What each pipeline stage cost, from Spark's own task metrics: the profile in stats.json.
+
+Every job a stage runs is tagged with one job group; when the stage ends, the metrics of
+that group's Spark stages are summed from the application's status store (the same store
+the Spark UI reads, kept even with the UI off): task count, executor CPU and run time,
+records and bytes read and written, shuffle bytes written and read, bytes spilled.
+
+Executor CPU is the JVM task threads' CPU. Work done in Python workers (`mapInArrow`
+bodies: parsing, scoring, hashing) shows in executor run time, not in executor CPU.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+FIELDS = {  # profile key -> StageData getter, scale
+    "task_cpu_s": ("executorCpuTime", 1e-9),
+    "task_run_s": ("executorRunTime", 1e-3),
+    "records_read": ("inputRecords", 1),
+    "bytes_read": ("inputBytes", 1),
+    "records_written": ("outputRecords", 1),
+    "bytes_written": ("outputBytes", 1),
+    "shuffle_bytes_written": ("shuffleWriteBytes", 1),
+    "shuffle_bytes_read": ("shuffleReadBytes", 1),
+    "shuffle_records_written": ("shuffleWriteRecords", 1),
+    "bytes_spilled": ("diskBytesSpilled", 1),
+}
+
+
+class StageProfiler:
+    """Tags a pipeline stage's Spark jobs and sums their task metrics when it ends."""
+
+    def __init__(self, spark) -> None:
+        self.sc = spark.sparkContext
+        self.run_id = uuid.uuid4().hex[:8]
+
+    @contextmanager
+    def measure(self, name: str) -> Iterator[dict]:
+        """`with profiler.measure("exact") as profile:` ... profile holds the numbers after."""
+        group = f"sharpen-{self.run_id}-{name}"
+        self.sc.setJobGroup(group, f"sharpen stage {name}", False)
+        profile: dict = {}
+        started = time.perf_counter()
+        try:
+            yield profile
+        finally:
+            self.sc._jsc.clearJobGroup()
+            profile["wall_s"] = round(time.perf_counter() - started, 3)
+            profile.update(self._metrics(group))
+
+    def _metrics(self, group: str) -> dict:
+        jsc = self.sc._jsc.sc()
+        jsc.listenerBus().waitUntilEmpty()  # the store is filled by the listener bus
+        store = jsc.statusStore()
+        totals = {k: 0.0 for k in FIELDS}
+        tasks = stages = 0
+        for job_id in self.sc.statusTracker().getJobIdsForGroup(group):
+            ids = store.job(job_id).stageIds().iterator()
+            while ids.hasNext():
+                data = store.lastStageAttempt(ids.next())
+                if str(data.status()) != "COMPLETE":  # skipped: its output was reused
+                    continue
+                stages += 1
+                tasks += data.numCompleteTasks()
+                for key, (getter, scale) in FIELDS.items():
+                    totals[key] += getattr(data, getter)() * scale
+        out = {"spark_stages": stages, "tasks": tasks}
+        for key, value in totals.items():
+            out[key] = round(value, 3) if key.endswith("_s") else int(value)
+        return out
