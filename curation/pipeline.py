@@ -36,6 +36,7 @@ from curation.outputs import write_outputs
 from curation.scorers.lang_id import RULE as LANG_RULE
 from curation.scorers.model_shipping import configured_models, ship_models
 from curation.scorers.registry import build_scorers
+from curation.stage_profile import python_timed
 from curation.stage_store import StageStore
 from curation.stats import build_stats
 
@@ -139,7 +140,7 @@ class CurationJob:
         self.shipped_models = shipped = ship_models(self.spark.sparkContext, cfg)
         valid = validated.where(F.col("q_reason").isNull())
         notes = valid.select("id", "source", "domain", "text", "meta").mapInArrow(
-            lambda it: annotate_batches(it, cfg, shipped), annotation_ddl(cfg))
+            python_timed(lambda it: annotate_batches(it, cfg, shipped)), annotation_ddl(cfg))
         prio = F.lit(len(self.cfg.source_priority))
         for i, src in enumerate(self.cfg.source_priority):
             prio = F.when(F.col("source") == src, F.lit(i)).otherwise(prio)

@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from curation.dedup.lsh_params import LshParams
 from curation.dedup.minhash import MinHasher, ShingleSpec, normalize_for_hashing, shingle_hashes
+from curation.stage_profile import python_timed
 
 SIGNATURE_DDL = "key long, bands array<long>, shingles binary"
 _BAND_MULT = np.uint64(0xD6E8FEB86659FD93)
@@ -70,7 +71,7 @@ def compute_signatures(docs: DataFrame, spec: ShingleSpec, num_perm: int, seed: 
     def run(it):
         return signature_batches(it, spec, num_perm, seed, params, keep_shingles)
 
-    return docs.select("key", "text").mapInArrow(run, SIGNATURE_DDL)
+    return docs.select("key", "text").mapInArrow(python_timed(run), SIGNATURE_DDL)
 
 
 def bucket_members(signatures: DataFrame) -> DataFrame:

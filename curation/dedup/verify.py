@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from curation.dedup.lsh import star_candidates
+from curation.stage_profile import python_timed
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def score_pairs(pairs: DataFrame, shingles: DataFrame) -> DataFrame:
     a = shingles.select(F.col("key").alias("src"), F.col("shingles").alias("a"))
     b = shingles.select(F.col("key").alias("dst"), F.col("shingles").alias("b"))
     joined = pairs.join(a, "src").join(b, "dst").select("src", "dst", "a", "b")
-    return joined.mapInArrow(jaccard_batches, "src long, dst long, jaccard double")
+    return joined.mapInArrow(python_timed(jaccard_batches), "src long, dst long, jaccard double")
 
 
 def verified_edges(members: DataFrame, shingles: DataFrame | None, threshold: float,

@@ -20,6 +20,7 @@ from curation.config import CurationConfig
 from curation.io.jsonl_splits import READ_DDL, SPLIT_DDL, Split, read_splits
 from curation.io.paths import is_under
 from curation.io.record_parser import PARSED_DDL, parse_batches
+from curation.stage_profile import python_timed
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +113,9 @@ def read_documents(spark: SparkSession, splits: list[Split], parquet: list[str],
         # enough tasks to keep every core busy, never more than one per split
         n = min(len(rows), max(spark.sparkContext.defaultParallelism * 2, -(-total // split_bytes)))
         table = spark.createDataFrame(rows, SPLIT_DDL).repartition(n)
-        frames.append(table.mapInArrow(lambda it: read_splits(it, cfg), READ_DDL))
+        frames.append(table.mapInArrow(python_timed(lambda it: read_splits(it, cfg)), READ_DDL))
     if parquet:
-        parsed = _parquet_docs(spark, parquet).mapInArrow(lambda it: parse_batches(it, cfg),
+        parsed = _parquet_docs(spark, parquet).mapInArrow(python_timed(lambda it: parse_batches(it, cfg)),
                                                            PARSED_DDL)
         frames.append(parsed.withColumn("kind", F.lit("doc")))
     out = frames[0]

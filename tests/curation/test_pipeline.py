@@ -131,7 +131,7 @@ def test_stats_profile_every_stage_from_spark_task_metrics(run):
     stats, _ = run
     profile = stats["stages"]["profile"]
     assert set(profile) == set(stats["stages"]["seconds"]) >= {
-        "validated", "annotated", "exact", "assigned"}
+        "validated", "annotated", "exact", "signatures", "assigned"}
     for name, p in profile.items():
         assert p["tasks"] > 0 and p["spark_stages"] > 0, name
         assert 0 < p["task_cpu_s"] <= p["task_run_s"] + 1.0, (name, p)
@@ -141,6 +141,11 @@ def test_stats_profile_every_stage_from_spark_task_metrics(run):
     assert 0 < profile["annotated"]["records_written"] <= profile["validated"]["records_written"]
     assert profile["exact"]["records_written"] <= profile["annotated"]["records_written"]
     assert profile["exact"]["shuffle_bytes_written"] > 0  # exact dedup groups by hash
+    # Python workers' CPU (parsing, scoring, MinHash) is counted beside the JVM's
+    for name in ("validated", "annotated", "signatures"):
+        assert profile[name]["python_cpu_s"] > 0, (name, profile[name])
+        assert profile[name]["cpu_s"] == pytest.approx(
+            profile[name]["task_cpu_s"] + profile[name]["python_cpu_s"], abs=0.002)
 
 
 def test_killed_job_resumes_to_identical_output(run, tmp_path):
