@@ -67,23 +67,24 @@ def _tail(path: Path, lines: int = 25) -> str:
 class _Daemon:
     """One Spark daemon, started with sbin/spark-daemon.sh or, without sbin/, bin/spark-class."""
 
-    def __init__(self, cluster: LocalStandaloneCluster, cls: str, args: list[str]):
-        self.cluster, self.cls, self.args = cluster, cls, args
-        self.name = cls.rsplit(".", 1)[-1].lower()
+    def __init__(self, cluster: LocalStandaloneCluster, cls: str, args: list[str],
+                 instance: int = 1):
+        self.cluster, self.cls, self.args, self.instance = cluster, cls, args, str(instance)
+        self.name = cls.rsplit(".", 1)[-1].lower() + ("" if instance == 1 else f" {instance}")
         self.pid: int | None = None
         self._popen: subprocess.Popen | None = None
-        self.log_file = cluster.root / "logs" / f"{self.name}.out"
+        self.log_file = cluster.root / "logs" / f"{self.name.replace(' ', '-')}.out"
 
     def start(self) -> None:
         home, env = self.cluster.spark_home, self.cluster.daemon_env()
         daemon_sh = home / "sbin" / "spark-daemon.sh"
         if daemon_sh.exists():
-            res = subprocess.run(["bash", str(daemon_sh), "start", self.cls, "1", *self.args],
-                                 env=env, capture_output=True, text=True, timeout=60)
-            pid_files = list((self.cluster.root / "pids").glob(f"*{self.cls}-1.pid"))
+            res = subprocess.run(["bash", str(daemon_sh), "start", self.cls, self.instance,
+                                  *self.args], env=env, capture_output=True, text=True, timeout=60)
+            pid_files = list((self.cluster.root / "pids").glob(f"*{self.cls}-{self.instance}.pid"))
             if pid_files:
                 self.pid = int(pid_files[0].read_text().strip())
-            logs = sorted((self.cluster.root / "logs").glob(f"*{self.cls}-1-*.out"))
+            logs = sorted((self.cluster.root / "logs").glob(f"*{self.cls}-{self.instance}-*.out"))
             if logs:
                 self.log_file = logs[-1]
             if res.returncode != 0 or "failed to launch" in res.stdout or not self.alive():
@@ -125,7 +126,7 @@ class _Daemon:
             return []
         daemon_sh = self.cluster.spark_home / "sbin" / "spark-daemon.sh"
         if self._popen is None and daemon_sh.exists():
-            subprocess.run(["bash", str(daemon_sh), "stop", self.cls, "1"],
+            subprocess.run(["bash", str(daemon_sh), "stop", self.cls, self.instance],
                            env=self.cluster.daemon_env(), capture_output=True, timeout=60)
         else:
             procs[0].terminate()
@@ -144,7 +145,11 @@ class _Daemon:
 
 
 class LocalStandaloneCluster:
-    """Spark standalone master + one worker on 127.0.0.1, as a context manager.
+    """Spark standalone master + `workers` workers on 127.0.0.1, as a context manager.
+
+    The `cores` are split evenly over the workers (each with its own work directory,
+    `work/worker-<i>`), so with two workers a job's executors are two JVMs and its
+    shuffles really cross executors.
 
     `master_url` is what to give `spark-submit --master`; `env()` is the environment for
     spark-submit (same Spark, PYSPARK_PYTHON = `python`, local IP pinned to 127.0.0.1).
@@ -152,16 +157,19 @@ class LocalStandaloneCluster:
 
     def __init__(self, cores: int = 2, memory: str = "2g", python: str | None = None,
                  start_timeout: float = 120.0, stop_timeout: float = 30.0,
-                 workdir: str | os.PathLike | None = None, keep_workdir: bool = False):
+                 workdir: str | os.PathLike | None = None, keep_workdir: bool = False,
+                 workers: int = 1):
         if cores < 1:
             raise ValueError(f"cores must be >= 1, got {cores}")
-        self.cores, self.memory = cores, memory
+        if workers < 1 or cores % workers:
+            raise ValueError(f"cores ({cores}) must split evenly over workers ({workers})")
+        self.cores, self.memory, self.workers = cores, memory, workers
         self.python = python or os.environ.get("PYSPARK_PYTHON") or sys.executable
         self.start_timeout, self.stop_timeout = start_timeout, stop_timeout
         self._workdir, self.keep_workdir = workdir, keep_workdir
         self.spark_home = spark_home()
         self.root: Path = Path()
-        self.port = self.ui_port = self.worker_ui_port = 0
+        self.port = self.ui_port = 0
         self._daemons: list[_Daemon] = []
         self._own_root = False
 
@@ -229,7 +237,8 @@ class LocalStandaloneCluster:
             try:
                 st = self.state()
                 alive = [w for w in st.get("workers", []) if w.get("state") == "ALIVE"]
-                if alive and sum(int(w.get("cores", 0)) for w in alive) >= self.cores:
+                if len(alive) >= self.workers and sum(
+                        int(w.get("cores", 0)) for w in alive) >= self.cores:
                     log.info("standalone cluster up: %s, %d worker(s), %d cores", self.master_url,
                              len(alive), self.cores)
                     return
@@ -249,18 +258,21 @@ class LocalStandaloneCluster:
             self.root = Path(self._workdir).resolve()
         for sub in ("conf", "logs", "pids", "work"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self.port, self.ui_port, self.worker_ui_port = free_port(), free_port(), free_port()
+        self.port, self.ui_port = free_port(), free_port()
         try:
             master = _Daemon(self, MASTER_CLASS, ["--host", HOST, "--port", str(self.port),
                                                   "--webui-port", str(self.ui_port)])
             self._daemons.append(master)
             master.start()
-            worker = _Daemon(self, WORKER_CLASS, [
-                self.master_url, "--cores", str(self.cores), "--memory", self.memory,
-                "--host", HOST, "--webui-port", str(self.worker_ui_port),
-                "--work-dir", str(self.root / "work")])
-            self._daemons.append(worker)
-            worker.start()
+            for i in range(1, self.workers + 1):
+                work = self.root / "work" / f"worker-{i}"
+                work.mkdir(parents=True, exist_ok=True)
+                worker = _Daemon(self, WORKER_CLASS, [
+                    self.master_url, "--cores", str(self.cores // self.workers), "--memory",
+                    self.memory, "--host", HOST, "--webui-port", str(free_port()),
+                    "--work-dir", str(work)], instance=i)
+                self._daemons.append(worker)
+                worker.start()
             self._wait_for_worker()
         except BaseException:
             self.stop()

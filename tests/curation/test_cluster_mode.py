@@ -144,8 +144,10 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, bundled_models) -> tuple[Pa
 
 @pytest.fixture(scope="module")
 def cluster():
-    """One standalone cluster for the module; on teardown, nothing of it may be left running."""
-    with LocalStandaloneCluster(cores=2, memory="2g", python=PYTHON) as c:
+    """One standalone cluster for the module, two workers of one core each (so a job's
+    shuffles cross executors); on teardown, nothing of it may be left running."""
+    with LocalStandaloneCluster(cores=2, memory="2g", python=PYTHON, workers=2) as c:
+        assert len([w for w in c.state()["workers"] if w["state"] == "ALIVE"]) == 2
         yield c
         pids = [p.pid for p in c.processes()]
     assert pids, "the cluster had no live processes before stopping"
@@ -234,9 +236,13 @@ def test_killed_executor_is_replaced_and_output_is_identical(corpus, cluster, tm
     finally:
         if job.poll() is None:
             job.kill()
-    # the worker ran a second executor for the app (work/<app id>/<executor id>/)
-    app_dirs = sorted((cluster.root / "work").glob("app-*"), key=lambda p: p.stat().st_mtime)
-    assert len([d for d in app_dirs[-1].iterdir() if d.is_dir()]) >= 2
+    # the workers ran new executors for the app (work/worker-<i>/<app id>/<executor id>/):
+    # more than the one per worker it started with
+    app = max((d for d in (cluster.root / "work").glob("worker-*/app-*")),
+              key=lambda p: p.stat().st_mtime).name
+    executors = [e for d in (cluster.root / "work").glob(f"worker-*/{app}") for e in d.iterdir()
+                 if e.is_dir()]
+    assert len(executors) > cluster.workers, executors
     assert _stats(remote) == _stats(local)
     for name in ("curated", "dedup", "removed", "quarantine"):
         _assert_same_output(local, remote, name)
