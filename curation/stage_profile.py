@@ -15,12 +15,15 @@ Python workers, and its size is that of the input files.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pyarrow as pa
+
+log = logging.getLogger(__name__)
 
 # The accumulator of the stage being measured on this driver (None outside a stage).
 _current: object | None = None
@@ -85,22 +88,37 @@ class StageProfiler:
             profile["cpu_s"] = round(profile["task_cpu_s"] + profile["python_cpu_s"], 3)
 
     def _metrics(self, group: str) -> dict:
-        jsc = self.sc._jsc.sc()
-        jsc.listenerBus().waitUntilEmpty()  # the store is filled by the listener bus
-        store = jsc.statusStore()
+        """Summed task metrics of the group's Spark stages. Best effort: the store keeps a
+        bounded history (`spark.ui.retainedStages`), so a stage it dropped is counted in
+        `stages_missing`, and a failure to read it never fails the job."""
         totals = {k: 0.0 for k in FIELDS}
-        tasks = stages = 0
-        for job_id in self.sc.statusTracker().getJobIdsForGroup(group):
-            ids = store.job(job_id).stageIds().iterator()
-            while ids.hasNext():
-                data = store.lastStageAttempt(ids.next())
-                if str(data.status()) != "COMPLETE":  # skipped: its output was reused
+        stages = tasks = missing = 0
+        try:
+            jsc = self.sc._jsc.sc()
+            jsc.listenerBus().waitUntilEmpty()  # the store is filled by the listener bus
+            store = jsc.statusStore()
+            for job_id in self.sc.statusTracker().getJobIdsForGroup(group):
+                try:
+                    ids = store.job(job_id).stageIds().iterator()
+                except Exception:  # Py4JJavaError: NoSuchElementException, job dropped
+                    missing += 1
                     continue
-                stages += 1
-                tasks += data.numCompleteTasks()
-                for key, (getter, scale) in FIELDS.items():
-                    totals[key] += getattr(data, getter)() * scale
-        out = {"spark_stages": stages, "tasks": tasks}
+                while ids.hasNext():
+                    try:
+                        data = store.lastStageAttempt(ids.next())
+                    except Exception:  # Py4JJavaError: stage dropped from the store
+                        missing += 1
+                        continue
+                    if str(data.status()) != "COMPLETE":  # skipped: its output was reused
+                        continue
+                    stages += 1
+                    tasks += data.numCompleteTasks()
+                    for key, (getter, scale) in FIELDS.items():
+                        totals[key] += getattr(data, getter)() * scale
+        except Exception as e:  # never let the profile fail the job
+            log.warning("stage profile incomplete: %s", str(e).splitlines()[0][:200])
+            missing += 1
+        out = {"spark_stages": stages, "tasks": tasks, "stages_missing": missing}
         for key, value in totals.items():
             out[key] = round(value, 3) if key.endswith("_s") else int(value)
         return out
