@@ -24,19 +24,17 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pyarrow as pa
 import pyarrow.dataset as ds
 import yaml
 
 from benchmarks.dedup_labelled_set import iter_documents
 from benchmarks.machine_info import machine_info
-from benchmarks.process_tree_memory import role_of
+from benchmarks.process_tree_memory import TreeSampler
 
 OUT = Path(__file__).resolve().parent / "out" / "mix_speed"
 DOMAIN_OF = {"cpython-3.11.7": "code", "cpython-3.11.2-debian": "code",
@@ -103,43 +101,6 @@ def hf_loop(table: Path, tokenizer: Path, method: str = "encode_batch") -> dict:
             "tokens_per_cpu_s": tokens / cpu}
 
 
-class TreeStats:
-    """Samples a process tree: peak RSS by role, and CPU seconds (last seen per process)."""
-
-    def __init__(self, pid: int):
-        self.pid, self.peak, self.cpu = pid, {}, {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                root = psutil.Process(self.pid)
-                procs = [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                break
-            rss: dict[str, int] = {}
-            for p in procs:
-                try:
-                    role = "driver" if p.pid == self.pid else role_of(p)
-                    rss[role] = rss.get(role, 0) + p.memory_info().rss
-                    t = p.cpu_times()
-                    self.cpu[p.pid] = t.user + t.system
-                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                    continue
-            for role, v in rss.items():
-                self.peak[role] = max(self.peak.get(role, 0), v)
-            time.sleep(0.2)
-
-    def __enter__(self) -> TreeStats:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def run_mix(table: Path, recipe: Path, tokenizer: Path, out: Path, engine: str,
             master: str) -> dict:
     """One `sharpen mix` in a child process; wall, CPU seconds, peak RSS by role."""
@@ -153,8 +114,9 @@ def run_mix(table: Path, recipe: Path, tokenizer: Path, out: Path, engine: str,
     wall = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    with TreeStats(proc.pid) as stats:
+    with TreeSampler(proc.pid) as sampler:
         stdout, stderr = proc.communicate()
+    stats = sampler.result
     wall = time.perf_counter() - wall
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{stderr[-3000:]}")
@@ -162,8 +124,8 @@ def run_mix(table: Path, recipe: Path, tokenizer: Path, out: Path, engine: str,
     tokens = sum(s["tokens"] for s in plan["stages"].values())
     mib = 1 << 20
     return {"engine": engine, "master": master, "wall_s": wall, "tokens": tokens,
-            "cpu_s": sum(stats.cpu.values()),
-            "peak_mib": {k: round(v / mib) for k, v in sorted(stats.peak.items())},
+            "cpu_s": stats.cpu_seconds,
+            "peak_mib": {k: round(v / mib) for k, v in sorted(stats.peak_sum.items())},
             "shards": {k: s["shards"] for k, s in plan["stages"].items()},
             "shard_sha256": [json.loads((out / k / "manifest.json").read_text())["shards"][0]
                              ["sha256"] for k in plan["stages"]]}

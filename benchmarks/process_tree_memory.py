@@ -38,6 +38,12 @@ class TreeMemory:
     peak_single: dict[str, int] = field(default_factory=dict)
     max_processes: dict[str, int] = field(default_factory=dict)
     samples: int = 0
+    cpu_by_pid: dict[int, float] = field(default_factory=dict)  # last seen user + system s
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU seconds of every process seen in the tree (as of its last sample)."""
+        return sum(self.cpu_by_pid.values())
 
     def add(self, rss_by_role: dict[str, list[int]]) -> None:
         self.samples += 1
@@ -53,7 +59,9 @@ class TreeMemory:
                 "max_processes": dict(sorted(self.max_processes.items())), "samples": self.samples}
 
 
-def sample_tree(root_pid: int) -> dict[str, list[int]]:
+def sample_tree(root_pid: int, cpu: dict[int, float] | None = None) -> dict[str, list[int]]:
+    """RSS of each process of the tree by role; also records each one's CPU seconds in
+    `cpu` (by pid) when given."""
     try:
         root = psutil.Process(root_pid)
         procs = [root, *root.children(recursive=True)]
@@ -63,6 +71,9 @@ def sample_tree(root_pid: int) -> dict[str, list[int]]:
     for p in procs:
         try:
             rss = p.memory_info().rss
+            if cpu is not None:
+                t = p.cpu_times()
+                cpu[p.pid] = t.user + t.system
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
         role = "driver" if p.pid == root_pid else role_of(p)
@@ -81,7 +92,7 @@ class TreeSampler:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            sample = sample_tree(self.root_pid)
+            sample = sample_tree(self.root_pid, self.result.cpu_by_pid)
             if sample:
                 self.result.add(sample)
             time.sleep(self.interval_s)

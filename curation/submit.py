@@ -20,14 +20,20 @@ if __name__ == "__main__":
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
 
 
-def curate_argv(args: list[str]) -> list[str]:
-    """`sharpen` argv for these `sharpen curate` arguments (`-v` may come first)."""
+def sharpen_argv(command: str, args: list[str]) -> list[str]:
+    """`sharpen` argv running `command` with these arguments (`-v` may come first); the
+    master is spark-submit's, so a --master among them is refused."""
     lead = [a for a in args[:1] if a in ("-v", "--verbose")]
     rest = args[len(lead):]
     if any(a == "--master" or a.startswith("--master=") for a in rest):
         raise ValueError("under spark-submit the master is spark-submit's --master; "
-                         "drop --master from the curation arguments")
-    return [*lead, "curate", *rest]
+                         f"drop --master from the {command} arguments")
+    return [*lead, command, *rest]
+
+
+def curate_argv(args: list[str]) -> list[str]:
+    """`sharpen` argv for these `sharpen curate` arguments."""
+    return sharpen_argv("curate", args)
 
 
 def main(args: list[str] | None = None) -> int:

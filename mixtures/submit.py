@@ -23,15 +23,13 @@ if __name__ == "__main__":
 
 
 def mix_argv(args: list[str]) -> list[str]:
-    """`sharpen` argv for these `sharpen mix` arguments (`-v` may come first)."""
-    lead = [a for a in args[:1] if a in ("-v", "--verbose")]
-    rest = args[len(lead):]
-    if any(a == "--master" or a.startswith("--master=") for a in rest):
-        raise ValueError("under spark-submit the master is spark-submit's --master; "
-                         "drop --master from the mix arguments")
-    if not any(a == "--engine" or a.startswith("--engine=") for a in rest):
-        rest = [*rest, "--engine", "spark"]
-    return [*lead, "mix", *rest]
+    """`sharpen` argv for these `sharpen mix` arguments, on the Spark engine unless they
+    name another."""
+    from curation.submit import sharpen_argv
+
+    if not any(a == "--engine" or a.startswith("--engine=") for a in args):
+        args = [*args, "--engine", "spark"]
+    return sharpen_argv("mix", args)
 
 
 def main(args: list[str] | None = None) -> int:
