@@ -19,6 +19,7 @@ from generation_fsdp_worker import PAD, RUNS, build  # noqa: E402
 
 pytestmark = pytest.mark.slow
 WORKER = Path(__file__).with_name("generation_fsdp_worker.py")
+TEARDOWN_ABORT = "terminate called without an active exception"
 
 
 def reference(model, rank: int, **kwargs):  # noqa: ANN001, ANN003, ANN201
@@ -35,9 +36,15 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, dic
     (out / "stop_ids.txt").write_text(f"{greedy0[0][2]} {greedy0[2][5]}")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [*cmd, str(WORKER), str(out)], env=env, capture_output=True, text=True, timeout=300
-    )
+    for _attempt in range(2):
+        proc = subprocess.run(
+            [*cmd, str(WORKER), str(out)], env=env, capture_output=True, text=True, timeout=300
+        )
+        # About 1 run in 70 on this machine a rank aborts in torch's C++ threads with this
+        # message and no Python traceback (a std::thread left joinable, the symptom of
+        # pytorch/pytorch#190489, not our code): rerun once on exactly that, nothing else.
+        if proc.returncode == 0 or TEARDOWN_ABORT not in proc.stderr:
+            break
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, {r: json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)}
 
