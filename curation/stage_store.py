@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -58,13 +59,17 @@ class StageStore:
         return self._read_marker(name) is not None
 
     def stage(self, name: str, build: Callable[[], DataFrame], info: dict | None = None,
-              check: Callable[[DataFrame, dict], None] | None = None) -> DataFrame:
+              check: Callable[[DataFrame, dict], None] | None = None,
+              min_read_tasks: int | None = None) -> DataFrame:
         """Return stage `name`'s output, computing it with `build()` unless already done.
 
         `info` is a dict the build (and `check`) may fill with statistics; it is saved in
         the marker and restored when the stage is reused, so stats survive a resume.
         `check(written, info)` runs on the written output before the commit and raises
-        when it is not what the stage should have produced.
+        when it is not what the stage should have produced. `min_read_tasks` splits the
+        stage's file reads into at least that many tasks (`spark.sql.files.minPartitionNum`
+        while it runs): for stages that do per-byte work in Python, where a few large read
+        tasks would leave cores idle.
         """
         path = f"{self.root}/{name}"
         meta = self._read_marker(name)
@@ -81,7 +86,7 @@ class StageStore:
         info = {} if info is None else info
         tmp = f"{path}._writing"
         self.fs.delete(tmp)
-        with self.profiler.measure(name) as profile:
+        with self.profiler.measure(name) as profile, self._read_tasks(min_read_tasks):
             build().write.mode("overwrite").parquet(tmp)
             if check is not None:
                 check(self.spark.read.parquet(tmp), info)
@@ -93,6 +98,22 @@ class StageStore:
         self.commit(tmp, path)
         log.info("stage %s: finished in %.1fs", name, self.timings[name])
         return self.spark.read.parquet(path)
+
+    @contextmanager
+    def _read_tasks(self, n: int | None) -> Iterator[None]:
+        key = "spark.sql.files.minPartitionNum"
+        if n is None:
+            yield
+            return
+        before = self.spark.conf.get(key, None)
+        self.spark.conf.set(key, str(n))
+        try:
+            yield
+        finally:
+            if before is None:
+                self.spark.conf.unset(key)
+            else:
+                self.spark.conf.set(key, before)
 
     def commit(self, tmp: str, path: str) -> None:
         """Replace `path` by the finished `tmp` (a rename), while holding the output lock."""

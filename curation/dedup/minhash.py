@@ -25,8 +25,7 @@ import numpy as np
 
 _P_TOKEN = np.uint64(0x100000001B3)  # FNV prime: odd, so invertible mod 2^64
 _P_NGRAM = np.uint64(0x9E3779B97F4A7C15)
-_WS = re.compile(r"\s+")
-_NON_WORD = re.compile(r"[^\w\s]+")
+_NON_WORD_RUN = re.compile(r"\W+")
 
 
 def normalize_for_hashing(text: str) -> str:
@@ -35,8 +34,8 @@ def normalize_for_hashing(text: str) -> str:
     Used by both exact dedup and shingling, so that formatting-only differences
     (case, smart quotes, re-wrapped lines) do not hide duplicates.
     """
-    text = _NON_WORD.sub(" ", unicodedata.normalize("NFKC", text).lower())
-    return _WS.sub(" ", text).strip()
+    # one pass: every run of non-word characters (punctuation and whitespace alike) -> " "
+    return _NON_WORD_RUN.sub(" ", unicodedata.normalize("NFKC", text).lower()).strip(" ")
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:

@@ -21,22 +21,32 @@ text, each mapped to [0, 1]:
 
 The score is a weighted geometric mean of the components, so one bad symptom pulls it down
 however good the rest is, times a length factor that rises from 0.6 (a few characters) to 1.0
-at 1,000 characters and stays there. Deterministic, linear-time (the only regexes are
-single-class scans), pure Python; never raises.
+at 1,000 characters and stays there. Deterministic, linear-time, pure Python; never raises.
+Speed (it runs on every document, also in `sharpen curate dedup` to pick keepers): ASCII
+text is counted on its bytes with `bytes.translate` (the same values as the character
+classes), each distinct word is judged once (cached per process), and the sentence scan
+is one regex led by its punctuation: about 2x the previous per-word loops, same scores.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from itertools import pairwise
+from collections import Counter
 
 _WORD = re.compile(r"[^\W\d_]+")
+_ASCII_LETTERS = bytes(c if c < 128 and chr(c).isalpha() else 0x20 for c in range(256))
+_ASCII_SPACE = bytes(c for c in range(128) if chr(c).isspace())
+_ASCII_NOT_ALNUM = bytes(c for c in range(128) if not chr(c).isalnum())
+# a sentence end closing a token of 3+ characters, capturing the next token's first
+# character (the look-behind last: re finds the punctuation by fast scan first)
+_SENTENCE_END = re.compile(r"[.!?](?=\s+(\S))(?<=\S\S\S)")
 _VOWELS = frozenset("aeiouyAEIOUY")
 _STOP_WORDS = frozenset(
     "the of and to a in is that it for as with was on be by are this or from at an which not "
     "have has but can if all will one their they there his her its we you he she were been "
     "so no when what than into more other some these would may also".split())
+_STOP_BYTES = frozenset(w.encode("ascii") for w in _STOP_WORDS)
 _MOJIBAKE = ("\ufffd", "Ã©", "Ã¨", "Ã¤", "Ã¶", "Ã¼", "Ã ", "â€", "Â ", "Â·", "ï»¿", "Ã¡", "Ã³")
 _OPENERS = "\"'“‘([*`<"
 _WEIGHTS = {"word_shape": 3.0, "stop_words": 1.0, "sentence_form": 1.0, "symbols": 2.0,
@@ -73,35 +83,60 @@ def _plausible(word: str) -> bool:
     return has_vowel
 
 
-def _sentence_form(tokens: list[str]) -> float:
-    ends = starts_ok = 0
-    for prev, nxt in pairwise(tokens):
-        if prev[-1] in ".!?" and len(prev) > 2:  # 'e.g.' style abbreviations are short
-            ends += 1
-            first = nxt[0]
-            starts_ok += first.isupper() or first.isdigit() or first in _OPENERS
-    return 1.0 if ends < 3 else _ramp(starts_ok / ends, 0.3, 0.85)
+_PLAUSIBLE: dict[str | bytes, bool] = {}  # per worker process: most words repeat across documents
+
+
+def _implausible_words(counts: Counter) -> int:
+    """Words failing `_plausible`, judged once per distinct word (and cached); the words
+    are `str`, or ASCII `bytes` (decoded to judge them)."""
+    bad = 0
+    cache = _PLAUSIBLE
+    for word, n in counts.items():
+        ok = cache.get(word)
+        if ok is None:
+            ok = _plausible(word if isinstance(word, str) else word.decode("ascii"))
+            if len(cache) < 1_000_000:
+                cache[word] = ok
+        if not ok:
+            bad += n
+    return bad
+
+
+def _sentence_form(text: str) -> float:
+    nexts = _SENTENCE_END.findall(text)
+    ends = len(nexts)
+    if ends < 3:
+        return 1.0
+    starts_ok = sum(1 for c in nexts if c.isupper() or c.isdigit() or c in _OPENERS)
+    return _ramp(starts_ok / ends, 0.3, 0.85)
 
 
 def components(text: str, max_chars: int = 100_000) -> dict[str, float]:
     """Each component in [0, 1] (1 = no symptom), over the first ``max_chars`` characters."""
     t = text[:max_chars]
-    words = _WORD.findall(t)
-    n_words = len(words)
-    tokens = t.split()
-    visible = sum(map(len, tokens))
-    alnum = sum(map(str.isalnum, t))
+    isascii = t.isascii()
+    if isascii:  # the common case: byte-level counts in C, same values as the regexes
+        b = t.encode("ascii")
+        words = Counter(b.translate(_ASCII_LETTERS).split())  # bytes keys
+        visible = len(b.translate(None, _ASCII_SPACE))
+        alnum = len(b.translate(None, _ASCII_NOT_ALNUM))
+    else:
+        words = Counter(_WORD.findall(t))
+        visible = sum(map(len, t.split()))
+        alnum = sum(map(str.isalnum, t))
+    n_words = words.total()
     lines = [s for s in (ln.strip() for ln in t.splitlines()) if len(s) >= 10]
-    bad = sum(t.count(m) for m in _MOJIBAKE)
+    bad = 0 if isascii else sum(t.count(m) for m in _MOJIBAKE)
     if n_words:
-        shape = sum(map(_plausible, words)) / n_words
-        stop = sum(1 for w in words if w.lower() in _STOP_WORDS) / n_words
+        shape = (n_words - _implausible_words(words)) / n_words
+        stops = _STOP_BYTES if isascii else _STOP_WORDS
+        stop = sum(n for w, n in words.items() if w.lower() in stops) / n_words
     else:
         shape = stop = 0.0
     return {
         "word_shape": _ramp(shape, 0.5, 0.92),
         "stop_words": 0.5 + 0.5 * _ramp(stop, 0.0, 0.2),
-        "sentence_form": _sentence_form(tokens),
+        "sentence_form": _sentence_form(t),
         "symbols": _ramp(alnum / visible if visible else 0.0, 0.45, 0.75),
         "unique_lines": _ramp(len(set(lines)) / len(lines), 0.3, 0.9) if lines else 1.0,
         "clean_encoding": max(0.0, 1.0 - 200.0 * bad / max(len(t), 1)),
