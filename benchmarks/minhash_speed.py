@@ -28,11 +28,12 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUME
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import gzip  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -167,16 +168,22 @@ class UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def datasketch_dedup(docs_jsonl: Path, out: Path, threshold: float = 0.7, num_perm: int = 256) -> dict:
-    """The baseline: MinHash.bulk + MinHashLSH + union-find in one Python process."""
+def datasketch_dedup(docs_jsonl: Path | Sequence[Path], out: Path, threshold: float = 0.7,
+                     num_perm: int = 256) -> dict:
+    """The baseline: MinHash.bulk + MinHashLSH + union-find in one Python process.
+
+    `docs_jsonl`: one JSONL file or a list of them (`.gz` read as gzip), read in order."""
     from datasketch import MinHash, MinHashLSH
 
     ids, texts = [], []
-    with docs_jsonl.open(encoding="utf-8") as f:
-        for line in f:
-            rec = json.loads(line)
-            ids.append(rec["id"])
-            texts.append(normalize_for_hashing(rec["text"]))
+    for path in [docs_jsonl] if isinstance(docs_jsonl, (str, Path)) else docs_jsonl:
+        path = Path(path)
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            for line in f:
+                rec = json.loads(line)
+                ids.append(rec["id"])
+                texts.append(normalize_for_hashing(rec["text"]))
     order = sorted(range(len(ids)), key=ids.__getitem__)  # keeper = smallest id, as ours
     ids = [ids[i] for i in order]
     texts = [texts[i] for i in order]

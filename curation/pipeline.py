@@ -21,10 +21,10 @@ from curation.annotate import annotate_batches, annotation_ddl
 from curation.config import CurationConfig
 from curation.dedup.connected_components import connected_components
 from curation.dedup.exact import exact_groups, keeper_order
-from curation.dedup.lsh import bucket_members, compute_signatures
-from curation.dedup.lsh_params import choose_lsh_params
+from curation.dedup.lsh import bucket_members
+from curation.dedup.lsh_params import lsh_params_for
 from curation.dedup.minhash import ShingleSpec
-from curation.dedup.verify import verified_edges
+from curation.dedup.verify import candidate_shingles, verified_edges
 from curation.errors import JobFailed, is_spark_error, root_cause
 from curation.filters.runner import rule_names
 from curation.io.hadoop_fs import HadoopFS
@@ -65,9 +65,7 @@ class CurationJob:
             raise ValueError(f"mode must be 'full' or 'dedup', got {mode!r}")
         self.spark, self.inputs, self.output, self.cfg, self.mode = spark, inputs, output.rstrip("/"), cfg, mode
         self.fs = HadoopFS(spark)
-        d = cfg.dedup
-        self.lsh = choose_lsh_params(d.threshold, d.num_perm, d.false_positive_weight,
-                                     d.false_negative_weight, d.bands, d.rows)
+        self.lsh = lsh_params_for(cfg.dedup)
         self.files: InputFiles | None = None  # listed once, by run()
         self.splits: list[Split] = []
         self.stats: dict = {}
@@ -83,24 +81,32 @@ class CurationJob:
 
     # -- stages ---------------------------------------------------------------------
     def _validated(self) -> DataFrame:
-        parsed = read_documents(self.spark, self.splits, [p for p, _, _ in self.files.parquet],
-                                self.cfg)
-        doc = F.col("kind") == "doc"
-        # repeated ids: aggregate positions per id (no text moves), then broadcast the
-        # table of repeated ids (small in practice: one row per id seen twice or more)
-        first = parsed.where(doc & F.col("q_reason").isNull()).groupBy("id").agg(
+        """Every input record, parsed once: valid, or quarantined with a reason."""
+        return read_documents(self.spark, self.splits, [p for p, _, _ in self.files.parquet],
+                              self.cfg)
+
+    @staticmethod
+    def _repeated_ids(validated: DataFrame) -> DataFrame:
+        """(id, first input position) of each id that valid records repeat: read from the
+        committed `validated` columns (no text), one row per repeated id."""
+        valid = validated.where((F.col("kind") == "doc") & F.col("q_reason").isNull())
+        return valid.groupBy("id").agg(
             F.count("*").alias("_n"), F.min(F.struct("file", "block", "pos")).alias("_first"),
         ).where("_n > 1").drop("_n")
-        marked = parsed.join(F.broadcast(first), "id", "left")
-        repeated = doc & F.col("q_reason").isNull() & F.col("_first").isNotNull() & (
+
+    def _mark_repeated(self, docs: DataFrame, repeated: DataFrame) -> DataFrame:
+        """Quarantine every copy of a repeated id but the first in input order. The table
+        of repeated ids is broadcast (small in practice), so no text moves."""
+        marked = docs.join(F.broadcast(repeated), "id", "left")
+        again = F.col("q_reason").isNull() & F.col("_first").isNotNull() & (
             F.struct("file", "block", "pos") != F.col("_first"))
         return marked.select(
-            *[c for c in parsed.columns if c not in ("q_reason", "q_detail", "q_raw")],
-            F.when(repeated, F.lit("duplicate_id")).otherwise(F.col("q_reason")).alias("q_reason"),
-            F.when(repeated, F.format_string("id %s already read at %s (block %d, position %d)",
+            *[c for c in docs.columns if c not in ("q_reason", "q_detail", "q_raw")],
+            F.when(again, F.lit("duplicate_id")).otherwise(F.col("q_reason")).alias("q_reason"),
+            F.when(again, F.format_string("id %s already read at %s (block %d, position %d)",
                    "id", "_first.file", "_first.block", "_first.pos"))
             .otherwise(F.col("q_detail")).alias("q_detail"),
-            F.when(repeated, F.substring("text", 1, self.cfg.validation.raw_preview_bytes))
+            F.when(again, F.substring("text", 1, self.cfg.validation.raw_preview_bytes))
             .otherwise(F.col("q_raw")).alias("q_raw"),
         )
 
@@ -159,12 +165,19 @@ class CurationJob:
         keyed = keepers.rdd.zipWithIndex().map(lambda r: (r[0][0], r[1])).toDF("id string, key long")
         return grouped.join(keyed, "id", "left").drop("norm_hash")
 
-    def _signatures(self, exact: DataFrame, annotated: DataFrame) -> DataFrame:
+    def _keeper_bands(self, exact: DataFrame, annotated: DataFrame) -> DataFrame:
+        """(key, bands) of the exact keepers: computed in the annotation pass, so no text
+        moves here."""
+        keepers = exact.where(F.col("key").isNotNull()).select("id", "key")
+        return keepers.join(annotated.where(F.col("bands").isNotNull()).select("id", "bands"),
+                            "id").select("key", "bands")
+
+    def _candidate_shingles(self, members: DataFrame, exact: DataFrame,
+                            annotated: DataFrame) -> DataFrame:
         d = self.cfg.dedup
-        keepers = exact.where(F.col("key").isNotNull()).select("id", "key").join(
-            annotated.select("id", "text"), "id")
-        return compute_signatures(keepers, ShingleSpec(d.shingle, d.ngram), d.num_perm, d.seed,
-                                  self.lsh, keep_shingles=d.verify)
+        keys = exact.where(F.col("key").isNotNull()).select("id", "key")
+        return candidate_shingles(members, keys, annotated.select("id", "text"),
+                                  ShingleSpec(d.shingle, d.ngram))
 
     def _assigned(self, exact: DataFrame, components: DataFrame | None) -> DataFrame:
         keepers = exact.where(F.col("key").isNotNull()).select(
@@ -220,7 +233,9 @@ class CurationJob:
         store = StageStore(self.spark, f"{self.output}/_stages", self._fingerprint(), lock)
         read_info: dict = {}
         validated = store.stage("validated", self._validated, read_info, self._check_read)
-        validated = validated.where(F.col("kind") == "doc").drop("kind")
+        repeated = store.stage("repeated_ids", lambda: self._repeated_ids(validated))
+        validated = self._mark_repeated(validated.where(F.col("kind") == "doc").drop("kind"),
+                                        repeated)
         python_tasks = self.spark.sparkContext.defaultParallelism * PYTHON_TASKS_PER_CORE
         annotated = store.stage("annotated", lambda: self._annotated(validated),
                                 min_read_tasks=python_tasks)
@@ -228,13 +243,13 @@ class CurationJob:
         components = None
         dedup_stats: dict = {}
         if d.near:
-            sigs = store.stage("signatures", lambda: self._signatures(exact, annotated),
-                               min_read_tasks=python_tasks)
-            members = store.stage("members", lambda: bucket_members(sigs))
-            shingles = sigs.select("key", "shingles") if d.verify else None
+            members = store.stage("members", lambda: bucket_members(
+                self._keeper_bands(exact, annotated)))
             edges = store.stage("edges", lambda: verified_edges(
-                members, shingles, d.threshold, d.verify_rounds, d.verify_max_pairs,
-                store.scratch("edges_work"), dedup_stats), dedup_stats)
+                members, self._candidate_shingles(members, exact, annotated) if d.verify else None,
+                d.threshold, d.verify_rounds, d.verify_max_pairs,
+                store.scratch("edges_work"), dedup_stats), dedup_stats,
+                min_read_tasks=python_tasks)
             components = store.stage("components", lambda: connected_components(
                 edges, store.scratch("cc_work"), d.max_cc_iterations, dedup_stats), dedup_stats)
         assigned = store.stage("assigned", lambda: self._assigned(exact, components))

@@ -1,6 +1,7 @@
 """MinHash signatures -> LSH band buckets -> star edges to each bucket's smallest key.
 
-Signatures are computed per Arrow batch inside `mapInArrow`. Each document emits one
+Band hashes are computed per Arrow batch in the annotation pass (`scorers/dedup_keys.py`,
+with the exact hash, from one normalisation of the text). Each document emits one
 bucket hash per band; a bucket's members are joined to the bucket's minimum key, which
 gives n-1 edges per bucket (not n^2) and never gathers a bucket's member list in one
 task: a boilerplate bucket with millions of members is a plain aggregation plus a join
@@ -10,15 +11,11 @@ that adaptive execution splits when skewed.
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from curation.dedup.lsh_params import LshParams
-from curation.dedup.minhash import MinHasher, ShingleSpec, normalize_for_hashing, shingle_hashes
-from curation.stage_profile import python_timed
 
-SIGNATURE_DDL = "key long, bands array<long>, shingles binary"
 _BAND_MULT = np.uint64(0xD6E8FEB86659FD93)
 
 
@@ -36,42 +33,6 @@ def band_hashes(sig: np.ndarray, params: LshParams) -> np.ndarray:
     out *= np.uint64(0xBF58476D1CE4E5B9)
     out ^= out >> np.uint64(32)
     return out.view(np.int64)
-
-
-def signature_batches(batches, spec: ShingleSpec, num_perm: int, seed: int,
-                      params: LshParams, keep_shingles: bool):
-    """mapInArrow body: (key, text) -> (key, bands, shingles)."""
-    hasher = MinHasher(num_perm, seed)
-    for batch in batches:
-        keys = batch.column("key")
-        texts = [normalize_for_hashing(t) for t in batch.column("text").to_pylist()]
-        hashes, offsets = shingle_hashes(texts, spec)
-        sig = hasher.signatures(hashes, offsets)
-        bands = band_hashes(sig, params)
-        # a document without shingles gets no bands: it cannot be a near duplicate
-        lens = np.where(np.diff(offsets) > 0, params.bands, 0).astype(np.int32)
-        band_off = np.zeros(len(texts) + 1, dtype=np.int32)
-        np.cumsum(lens, out=band_off[1:])
-        band_arr = pa.ListArray.from_arrays(pa.array(band_off),
-                                            pa.array(bands[lens > 0].reshape(-1)))
-        if keep_shingles:
-            shingles = [np.unique(hashes[offsets[i] : offsets[i + 1]]).tobytes()
-                        for i in range(len(texts))]
-        else:
-            shingles = [None] * len(texts)
-        yield pa.RecordBatch.from_arrays(
-            [keys, band_arr, pa.array(shingles, type=pa.binary())],
-            names=["key", "bands", "shingles"],
-        )
-
-
-def compute_signatures(docs: DataFrame, spec: ShingleSpec, num_perm: int, seed: int,
-                       params: LshParams, keep_shingles: bool) -> DataFrame:
-    """docs(key, text) -> (key, bands, shingles)."""
-    def run(it):
-        return signature_batches(it, spec, num_perm, seed, params, keep_shingles)
-
-    return docs.select("key", "text").mapInArrow(python_timed(run), SIGNATURE_DDL)
 
 
 def bucket_members(signatures: DataFrame) -> DataFrame:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from curation.config import DedupConfig
+
 log = logging.getLogger(__name__)
 
 
@@ -78,3 +80,16 @@ def choose_lsh_params(
     log.info("%s (chosen by minimising %.2f*FP + %.2f*FN)", best.describe(),
              false_positive_weight, false_negative_weight)
     return best
+
+
+_CHOSEN: dict[tuple, LshParams] = {}
+
+
+def lsh_params_for(d: DedupConfig) -> LshParams:
+    """The (bands, rows) of a dedup config, chosen once per process: the job on the driver
+    and the annotation pass on every executor must agree, and the choice costs a few ms."""
+    key = (d.threshold, d.num_perm, d.false_positive_weight, d.false_negative_weight,
+           d.bands, d.rows)
+    if key not in _CHOSEN:
+        _CHOSEN[key] = choose_lsh_params(*key)
+    return _CHOSEN[key]

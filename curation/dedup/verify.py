@@ -2,7 +2,9 @@
 
 MinHash LSH over-generates candidates near the threshold (NeMo reports 1-2% false
 positives without a check). We recompute the Jaccard of the two shingle sets for each
-candidate pair and keep the edge only if it reaches the threshold. When a member fails
+candidate pair and keep the edge only if it reaches the threshold. The shingle sets are
+recomputed from the texts of the documents that share a bucket (`candidate_shingles`),
+materialised once for all rounds. When a member fails
 against its bucket's root, it may still be a near duplicate of other members: failed
 members are starred again among themselves, for a few rounds.
 """
@@ -17,9 +19,49 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from curation.dedup.lsh import star_candidates
+from curation.dedup.minhash import ShingleSpec, normalize_for_hashing, shingle_hashes
 from curation.stage_profile import python_timed
 
 log = logging.getLogger(__name__)
+
+
+SHINGLES_DDL = "key long, shingles binary"
+# Up to this many candidate (id, key) rows (~40 MB) are broadcast to the text scan, so the
+# texts are read in place instead of shuffled into a join (180 MB of shuffle at 180 MB of
+# input otherwise); above it, a plain shuffle join.
+BROADCAST_CANDIDATES = 2_000_000
+
+
+def shingle_set_batches(batches, spec: ShingleSpec):
+    """mapInArrow body: (key, text) -> (key, the text's distinct shingle hashes, sorted, as
+    little-endian uint64 bytes). One lexsort per batch, no Python loop per shingle."""
+    for batch in batches:
+        texts = [normalize_for_hashing(t) for t in batch.column("text").to_pylist()]
+        hashes, offsets = shingle_hashes(texts, spec)
+        doc = np.repeat(np.arange(len(texts), dtype=np.int64), np.diff(offsets))
+        order = np.lexsort((hashes, doc))
+        hashes, doc = hashes[order], doc[order]
+        first = np.ones(hashes.shape[0], dtype=bool)
+        first[1:] = (hashes[1:] != hashes[:-1]) | (doc[1:] != doc[:-1])
+        hashes, doc = hashes[first], doc[first]
+        ends = np.zeros(len(texts) + 1, dtype=np.int32)
+        np.cumsum(np.bincount(doc, minlength=len(texts)) * 8, out=ends[1:])
+        sets = pa.BinaryArray.from_buffers(pa.binary(), len(texts),
+                                           [None, pa.py_buffer(ends), pa.py_buffer(hashes.astype("<u8"))])
+        yield pa.RecordBatch.from_arrays([batch.column("key"), sets], names=["key", "shingles"])
+
+
+def candidate_shingles(members: DataFrame, keys: DataFrame, texts: DataFrame,
+                       spec: ShingleSpec) -> DataFrame:
+    """(key, shingle set) of every document in an LSH bucket with others, recomputed from
+    its text: only these are ever verified, and recomputing them for the candidates is
+    cheaper than writing every keeper's shingle set (8 bytes per shingle, more than its
+    text) and shuffling it into each pair. `keys`: (id, key); `texts`: (id, text)."""
+    candidates = keys.join(members.select("key").distinct(), "key", "left_semi")
+    if candidates.count() <= BROADCAST_CANDIDATES:  # texts stay where they are
+        candidates = F.broadcast(candidates)
+    docs = texts.join(candidates, "id").select("key", "text")
+    return docs.mapInArrow(python_timed(lambda it: shingle_set_batches(it, spec)), SHINGLES_DDL)
 
 
 def jaccard_batches(batches):
@@ -52,6 +94,9 @@ def verified_edges(members: DataFrame, shingles: DataFrame | None, threshold: fl
                    rounds: int, max_pairs: int, checkpoint, stats: dict) -> DataFrame:
     """Edges (src, dst) that survive verification (all star edges when `shingles` is None).
 
+    `shingles`: (key, shingle set), e.g. `candidate_shingles(...)`, unevaluated: it is
+    materialised here, once.
+
     `checkpoint(name, df)` materialises an intermediate result (lineage stays short).
     """
     if shingles is None:
@@ -60,6 +105,7 @@ def verified_edges(members: DataFrame, shingles: DataFrame | None, threshold: fl
         n = edges.count()
         stats.update(candidate_pairs=n, verified_pairs=0, rejected_pairs=0, unverified_pairs=n)
         return edges
+    shingles = checkpoint("shingles", shingles)  # one pass over the candidates' texts
     accepted = []
     budget = max_pairs
     totals = {"candidate_pairs": 0, "verified_pairs": 0, "rejected_pairs": 0,

@@ -5,7 +5,7 @@ annotation schema and its Spark DDL): the annotation schema is the pass-through 
 columns, `n_chars`, then each entry's declared columns; the DDL is derived from it. All
 entries run in one `mapInArrow` pass (`annotate.py`), so the text crosses the JVM/Python
 boundary once for all of them: the domain classifier, heuristic filters, language ID,
-exact-hash, heuristic quality, fastText quality, KenLM perplexity, the quality ensemble and
+dedup keys (exact hash and MinHash LSH bands), heuristic quality, fastText quality, KenLM perplexity, the quality ensemble and
 decontamination are all entries.
 """
 
@@ -18,8 +18,8 @@ import pyarrow as pa
 from curation.config import CurationConfig
 from curation.scorers.base import DocBatch, Scorer
 from curation.scorers.decontamination import Decontamination
+from curation.scorers.dedup_keys import DedupKeys
 from curation.scorers.domain_classifier import DomainClassifier
-from curation.scorers.exact_hash import ExactHash
 from curation.scorers.fasttext_quality import FastTextQuality
 from curation.scorers.heuristic_filters import HeuristicFilters
 from curation.scorers.heuristic_quality import HeuristicQuality
@@ -31,7 +31,7 @@ from curation.scorers.quality_ensemble import QualityEnsemble
 # heuristic rules are English rules: a German page should be removed as German, not for
 # lacking English stop words), the filters (which may rewrite the text), the signals on
 # the final text, their ensemble, and decontamination.
-ENTRIES: tuple[type[Scorer], ...] = (DomainClassifier, LanguageId, HeuristicFilters, ExactHash,
+ENTRIES: tuple[type[Scorer], ...] = (DomainClassifier, LanguageId, HeuristicFilters, DedupKeys,
                                       HeuristicQuality, FastTextQuality, KenLMPerplexity,
                                       QualityEnsemble, Decontamination)
 # Decision columns, owned by the registry: any entry may return them, the first removal

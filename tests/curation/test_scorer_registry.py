@@ -8,10 +8,11 @@ import pytest
 from corpus_fixture import real_texts
 
 from curation.config import CurationConfig
+from curation.dedup.lsh_params import lsh_params_for
 from curation.quality.heuristic_score import heuristic_quality
 from curation.scorers import registry
 from curation.scorers.base import DocBatch, Scorer, load_count, load_once
-from curation.scorers.exact_hash import norm_hash
+from curation.scorers.dedup_keys import norm_hash
 
 
 def _batch(texts, domains):
@@ -30,6 +31,7 @@ def test_schema_and_ddl_are_derived_from_the_entries():
     assert {"norm_hash", "quality_score", "lang", "quality_fasttext"} <= set(declared)
     ddl = registry.spark_ddl(schema)
     assert "heuristic_flags array<string>" in ddl and "norm_hash binary" in ddl
+    assert "bands array<long>" in ddl
     assert ddl.count(",") == len(schema) - 1
 
 
@@ -42,6 +44,10 @@ def test_every_entry_scores_the_batch_it_is_given():
     assert [r["norm_hash"] for r in out] == [norm_hash(r["text"]) for r in out]
     assert [r["quality_score"] for r in out] == [heuristic_quality(r["text"]) for r in out]
     assert out[-1]["removed_by"] is not None and out[0]["n_chars"] == len(out[0]["text"])
+    # LSH bands for every document a filter kept, none for a removed one
+    n_bands = lsh_params_for(CurationConfig().dedup).bands
+    assert [len(r["bands"]) if r["bands"] else 0 for r in out] == [
+        0 if r["removed_by"] else n_bands for r in out]
 
 
 class _Upper(Scorer):

@@ -134,7 +134,7 @@ def test_driver_killed_at_each_stage_resumes_to_the_same_output(spark, lone, tmp
     out = tmp_path / "out"
     """SIGKILL the whole driver (Python and JVM) while each stage writes (or, for a stage
     too quick to catch, right after it commits), then once while writing `curated/`."""
-    stages = ("validated", "annotated", "exact", "signatures", "members", "edges",
+    stages = ("validated", "repeated_ids", "annotated", "exact", "members", "edges",
               "components", "assigned")
     for name in (*stages, "curated"):
         proc = sharpen_bg("curate", "--input", str(corpus), "--output", str(out))
