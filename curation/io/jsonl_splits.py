@@ -10,7 +10,9 @@ and adds one file-level quarantine row, `corrupt_file`, naming the file and the 
 
 Splits follow Hadoop's rule, so records are never lost or read twice at a boundary: a
 split owns every line that starts in `[start, end)`; a split that does not begin the file
-skips the partial line it starts in. Gzip is not splittable: one split per file.
+skips the partial line it starts in. Gzip is not splittable: one split per file, read by
+one task; a large one has its raw lines repartitioned before parsing
+(`reader.read_documents`), so the parsing and every later stage run in parallel.
 
 Each split also yields one summary row (`kind = "split"`) with the number of records it
 read, counted from the raw input: the job checks those counts against the rows it
@@ -126,9 +128,19 @@ def _oversized_row(cfg: CurationConfig, preview: bytes, size: int) -> dict:
             "q_raw": preview[:n].decode("utf-8", errors="replace")}
 
 
-def read_splits(batches, cfg: CurationConfig) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: (file, start, end) rows -> READ_SCHEMA batches (records + summaries)."""
-    parser = RecordParser(cfg)
+RAW_SCHEMA = pa.schema([("file", pa.string()), ("block", pa.int64()), ("pos", pa.int64()),
+                        ("kind", pa.string()), ("raw", pa.binary()), ("id", pa.string()),
+                        ("q_reason", pa.string()), ("q_detail", pa.string()),
+                        ("q_raw", pa.string())])
+RAW_DDL = ("file string, block long, pos long, kind string, raw binary, id string, "
+           "q_reason string, q_detail string, q_raw string")
+
+
+def read_split_records(batches, cfg: CurationConfig) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: (file, start, end) rows -> RAW_SCHEMA batches: each record's raw
+    line (`raw`), or its quarantine row when it cannot be read (oversized, corrupt file),
+    plus one summary row per split. No parsing: `parse_records` does that, in the same
+    task or after a repartition (`reader.read_documents`)."""
     rows: list[dict] = []
     for batch in batches:
         for s in batch.to_pylist():
@@ -138,18 +150,39 @@ def read_splits(batches, cfg: CurationConfig) -> Iterator[pa.RecordBatch]:
                 if kind == "error":
                     error = value
                     row = {"q_reason": "corrupt_file", "q_detail": f"{value}; the rest of the "
-                           "file is unreadable, the records before it are kept", "q_raw": None}
+                           "file is unreadable, the records before it are kept"}
                 elif kind == "oversized":
                     row = _oversized_row(cfg, value, at)
                 else:
-                    row = parser.parse(value, split.file)
+                    row = {"raw": value}
                 rows.append({**row, "file": split.file, "block": split.start, "pos": n,
                              "kind": "doc"})
                 n += 1
                 if len(rows) >= BATCH_ROWS:
-                    yield pa.RecordBatch.from_pylist(rows, schema=READ_SCHEMA)
+                    yield pa.RecordBatch.from_pylist(rows, schema=RAW_SCHEMA)
                     rows = []
             rows.append({"file": split.file, "block": split.start, "pos": n, "kind": "split",
                          "q_detail": error})
     if rows:
-        yield pa.RecordBatch.from_pylist(rows, schema=READ_SCHEMA)
+        yield pa.RecordBatch.from_pylist(rows, schema=RAW_SCHEMA)
+
+
+def parse_records(batches, cfg: CurationConfig) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: RAW_SCHEMA -> READ_SCHEMA: raw lines parsed and validated, the
+    other rows (quarantined while reading, split summaries) passed through."""
+    parser = RecordParser(cfg)
+    keep = ("id", "q_reason", "q_detail", "q_raw")
+    for batch in batches:
+        out = []
+        for r in batch.to_pylist():
+            row = parser.parse(r["raw"], r["file"]) if r["raw"] is not None else {
+                k: r[k] for k in keep}
+            out.append({**row, "file": r["file"], "block": r["block"], "pos": r["pos"],
+                        "kind": r["kind"]})
+        yield pa.RecordBatch.from_pylist(out, schema=READ_SCHEMA)
+
+
+def read_splits(batches, cfg: CurationConfig) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: (file, start, end) rows -> READ_SCHEMA batches, read and parsed in
+    one task."""
+    return parse_records(read_split_records(batches, cfg), cfg)

@@ -17,12 +17,30 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from curation.config import CurationConfig
-from curation.io.jsonl_splits import READ_DDL, SPLIT_DDL, Split, read_splits
+from curation.io.jsonl_splits import (
+    RAW_DDL,
+    READ_DDL,
+    SPLIT_DDL,
+    Split,
+    is_gzip,
+    parse_records,
+    read_split_records,
+    read_splits,
+)
 from curation.io.paths import is_under
 from curation.io.record_parser import PARSED_DDL, parse_batches
 from curation.stage_profile import python_timed
 
 log = logging.getLogger(__name__)
+
+PARSE_TASKS_PER_CORE = 4
+
+
+def split_bytes_gz(cfg: CurationConfig) -> int:
+    """A gzip file over this many compressed bytes (a quarter of a byte-range split, i.e.
+    about one split of text) is read by one task but parsed by many."""
+    return (cfg.input_split_mb << 20) // 4
+
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".ndjson", ".ndjson.gz")
 PARQUET_SUFFIXES = (".parquet",)
@@ -113,7 +131,19 @@ def read_documents(spark: SparkSession, splits: list[Split], parquet: list[str],
         # enough tasks to keep every core busy, never more than one per split
         n = min(len(rows), max(spark.sparkContext.defaultParallelism * 2, -(-total // split_bytes)))
         table = spark.createDataFrame(rows, SPLIT_DDL).repartition(n)
-        frames.append(table.mapInArrow(python_timed(lambda it: read_splits(it, cfg)), READ_DDL))
+        serial = [s for s in splits if is_gzip(s.file) and s.end - s.start > split_bytes_gz(cfg)]
+        if not serial:  # byte-range splits (or small gzip files): read and parse in one task
+            frames.append(table.mapInArrow(python_timed(lambda it: read_splits(it, cfg)),
+                                           READ_DDL))
+        else:  # a large gzip file is one reading task: spread its lines before parsing
+            lines = table.mapInArrow(python_timed(lambda it: read_split_records(it, cfg)),
+                                     RAW_DDL)
+            width = max(n, spark.sparkContext.defaultParallelism * PARSE_TASKS_PER_CORE)
+            log.info("%d gzip file(s) over %d MB compressed: repartitioning their lines into "
+                     "%d parsing tasks", len(serial), split_bytes_gz(cfg) >> 20, width)
+            spread = lines.repartition(width, "file", "block", "pos")
+            frames.append(spread.mapInArrow(python_timed(lambda it: parse_records(it, cfg)),
+                                            READ_DDL))
     if parquet:
         parsed = _parquet_docs(spark, parquet).mapInArrow(python_timed(lambda it: parse_batches(it, cfg)),
                                                            PARSED_DDL)
