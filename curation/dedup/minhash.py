@@ -26,6 +26,11 @@ import numpy as np
 _P_TOKEN = np.uint64(0x100000001B3)  # FNV prime: odd, so invertible mod 2^64
 _P_NGRAM = np.uint64(0x9E3779B97F4A7C15)
 _NON_WORD_RUN = re.compile(r"\W+")
+CHUNK_BYTES = 2 << 20
+# ASCII: upper case -> lower, word characters ([a-z0-9_], as `\w`) kept, the rest -> space
+_ASCII_FOLD = bytes(
+    c + 32 if 65 <= c <= 90 else c if chr(c).isalnum() and c < 128 or c == 95 else 32
+    for c in range(256))
 
 
 def normalize_for_hashing(text: str) -> str:
@@ -34,6 +39,8 @@ def normalize_for_hashing(text: str) -> str:
     Used by both exact dedup and shingling, so that formatting-only differences
     (case, smart quotes, re-wrapped lines) do not hide duplicates.
     """
+    if text.isascii():  # NFKC is the identity there: fold bytes in C, 5x the regex path
+        return b" ".join(text.encode("ascii").translate(_ASCII_FOLD).split()).decode("ascii")
     # one pass: every run of non-word characters (punctuation and whitespace alike) -> " "
     return _NON_WORD_RUN.sub(" ", unicodedata.normalize("NFKC", text).lower()).strip(" ")
 
@@ -89,9 +96,30 @@ def shingle_hashes(texts: list[str], spec: ShingleSpec) -> tuple[np.ndarray, np.
     `hashes[offsets[i]:offsets[i+1]]` (unsorted, may repeat). A document shorter than
     one shingle gets a single shingle of all it has, so it can still match an identical
     short document; an empty document gets none.
+
+    Documents are hashed in groups of about `CHUNK_BYTES`: the temporaries are ~40 bytes
+    per input byte, and below glibc's mmap threshold they reuse freed memory instead of
+    page-faulting fresh arrays on every call (4x faster on 15 MB Arrow batches).
     """
-    n_docs = len(texts)
     encoded = [t.encode("utf-8") for t in texts]
+    parts, start, size = [], 0, 0
+    for i, e in enumerate(encoded):
+        size += len(e) + 1
+        if size >= CHUNK_BYTES or i == len(encoded) - 1:
+            parts.append(_encoded_shingle_hashes(encoded[start : i + 1], spec))
+            start, size = i + 1, 0
+    if not parts:
+        return np.zeros(0, dtype=np.uint64), np.zeros(1, dtype=np.int64)
+    if len(parts) == 1:
+        return parts[0]
+    offsets = [parts[0][1]]
+    for _, off in parts[1:]:
+        offsets.append(off[1:] + offsets[-1][-1])
+    return np.concatenate([h for h, _ in parts]), np.concatenate(offsets)
+
+
+def _encoded_shingle_hashes(encoded: list[bytes], spec: ShingleSpec) -> tuple[np.ndarray, np.ndarray]:
+    n_docs = len(encoded)
     lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=n_docs)
     doc_start = np.zeros(n_docs + 1, dtype=np.int64)
     np.cumsum(lengths + 1, out=doc_start[1:])  # one space after each doc separates them

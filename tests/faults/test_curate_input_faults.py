@@ -13,7 +13,7 @@ from curate_fault_fixture import real_texts, sharpen, write_jsonl
 
 from curation.config import CurationConfig
 from curation.pipeline import CurationJob
-from curation.spark_session import SparkSettingError, get_spark
+from curation.spark_session import JVM_OPTIONS, SparkSettingError, get_spark
 from sharpen.cli import main
 
 
@@ -134,6 +134,12 @@ def test_a_static_setting_that_cannot_apply_is_an_error(spark):
     with pytest.raises(SparkSettingError, match="spark.driver.memory=3g"):
         get_spark(user_conf={"spark.driver.memory": "3g"})
     get_spark(user_conf={"spark.sql.shuffle.partitions": "4"})  # runtime keys apply
+
+
+def test_our_jvm_runs_with_the_default_jvm_options(spark):
+    """C1-only JIT and the parallel collector (`JVM_OPTIONS`) reach the running JVM."""
+    bean = spark._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    assert set(JVM_OPTIONS.split()) <= set(bean.getInputArguments())
 
 
 def test_invalid_yaml_config_is_one_line_with_file_and_line(tmp_path, capsys):
