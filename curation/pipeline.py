@@ -42,7 +42,7 @@ from curation.stats import build_stats
 
 log = logging.getLogger(__name__)
 
-# Read tasks per core for the stages that run per-byte Python (annotation, signatures):
+# Read tasks per core for the stages that run per-byte Python (annotation, verification):
 # enough that no core idles at the end of a stage, few enough that per-task costs stay
 # small. 80 MB of text read back as 3 tasks on 2 cores took 1.5x the wall time of 29.
 PYTHON_TASKS_PER_CORE = 8

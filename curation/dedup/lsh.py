@@ -35,9 +35,9 @@ def band_hashes(sig: np.ndarray, params: LshParams) -> np.ndarray:
     return out.view(np.int64)
 
 
-def bucket_members(signatures: DataFrame) -> DataFrame:
+def bucket_members(bands: DataFrame) -> DataFrame:
     """(band, bucket, key) for buckets with at least two members."""
-    members = signatures.select("key", F.posexplode("bands").alias("band", "bucket"))
+    members = bands.select("key", F.posexplode("bands").alias("band", "bucket"))
     sizes = members.groupBy("band", "bucket").agg(F.count("*").alias("n")).where("n > 1")
     return members.join(sizes.select("band", "bucket"), ["band", "bucket"])
 
