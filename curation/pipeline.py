@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 # enough that no core idles at the end of a stage, few enough that per-task costs stay
 # small. 80 MB of text read back as 3 tasks on 2 cores took 1.5x the wall time of 29.
 PYTHON_TASKS_PER_CORE = 8
+# Up to this many repeated ids (~100 MB of ids and input positions) are broadcast.
+BROADCAST_REPEATED_IDS = 2_000_000
 
 
 def code_version() -> str:
@@ -96,8 +98,11 @@ class CurationJob:
 
     def _mark_repeated(self, docs: DataFrame, repeated: DataFrame) -> DataFrame:
         """Quarantine every copy of a repeated id but the first in input order. The table
-        of repeated ids is broadcast (small in practice), so no text moves."""
-        marked = docs.join(F.broadcast(repeated), "id", "left")
+        of repeated ids is broadcast when small (so no text moves), joined by a shuffle
+        when a messy input repeats millions of ids."""
+        if repeated.count() <= BROADCAST_REPEATED_IDS:
+            repeated = F.broadcast(repeated)
+        marked = docs.join(repeated, "id", "left")
         again = F.col("q_reason").isNull() & F.col("_first").isNotNull() & (
             F.struct("file", "block", "pos") != F.col("_first"))
         return marked.select(

@@ -8,7 +8,9 @@ import json
 import pyarrow.parquet as pq
 import pytest
 from corpus_fixture import real_texts, write_jsonl
+from pyspark.sql import functions as F
 
+from curation import pipeline
 from curation.config import CurationConfig
 from curation.pipeline import CurationJob
 
@@ -83,3 +85,26 @@ def test_unreadable_input_path_is_a_clear_error(spark, tmp_path):
                       CurationConfig(), mode="dedup")
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):
         job.run()
+
+
+@pytest.mark.parametrize("broadcast_limit", [2_000_000, 0])
+def test_repeated_ids_keep_the_first_copy_broadcast_or_shuffled(spark, tmp_path, monkeypatch,
+                                                                broadcast_limit):
+    """Later copies of an id are quarantined, in input order, whether the table of
+    repeated ids is broadcast (small) or shuffle-joined (a messy input)."""
+    monkeypatch.setattr(pipeline, "BROADCAST_REPEATED_IDS", broadcast_limit)
+    rows = [("a", "f1", 0, 0, None), ("b", "f1", 0, 1, None), ("a", "f1", 0, 2, None),
+            ("a", "f0", 64, 0, None), ("c", "f1", 0, 3, "malformed_json"), ("c", "f1", 0, 4, None),
+            ("d", "f2", 0, 0, None)]
+    docs = spark.createDataFrame(
+        [(i, f"text {k}", f, b, p, q, None, None) for k, (i, f, b, p, q) in enumerate(rows)],
+        "id string, text string, file string, block long, pos long, q_reason string, "
+        "q_detail string, q_raw string")
+    job = CurationJob(spark, [str(tmp_path)], str(tmp_path / "out"), CurationConfig())
+    repeated = job._repeated_ids(docs.withColumn("kind", F.lit("doc")))
+    marked = {(r["id"], r["file"], r["pos"]): r["q_reason"]
+              for r in job._mark_repeated(docs, repeated).collect()}
+    assert marked == {("a", "f1", 0): "duplicate_id", ("b", "f1", 1): None,
+                      ("a", "f1", 2): "duplicate_id", ("a", "f0", 0): None,
+                      ("c", "f1", 3): "malformed_json", ("c", "f1", 4): None,
+                      ("d", "f2", 0): None}
