@@ -18,6 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from curation.annotate import annotate_batches, annotation_ddl
+from curation.broadcast_small import broadcast_if_small
 from curation.config import CurationConfig
 from curation.dedup.connected_components import connected_components
 from curation.dedup.exact import exact_groups, keeper_order
@@ -100,9 +101,7 @@ class CurationJob:
         """Quarantine every copy of a repeated id but the first in input order. The table
         of repeated ids is broadcast when small (so no text moves), joined by a shuffle
         when a messy input repeats millions of ids."""
-        if repeated.count() <= BROADCAST_REPEATED_IDS:
-            repeated = F.broadcast(repeated)
-        marked = docs.join(repeated, "id", "left")
+        marked = docs.join(broadcast_if_small(repeated, BROADCAST_REPEATED_IDS), "id", "left")
         again = F.col("q_reason").isNull() & F.col("_first").isNotNull() & (
             F.struct("file", "block", "pos") != F.col("_first"))
         return marked.select(
@@ -170,23 +169,25 @@ class CurationJob:
         keyed = keepers.rdd.zipWithIndex().map(lambda r: (r[0][0], r[1])).toDF("id string, key long")
         return grouped.join(keyed, "id", "left").drop("norm_hash")
 
+    @staticmethod
+    def _keys(exact: DataFrame) -> DataFrame:
+        """(id, key) of the exact keepers: the documents the near-dedup stages work on."""
+        return exact.where(F.col("key").isNotNull()).select("id", "key")
+
     def _keeper_bands(self, exact: DataFrame, annotated: DataFrame) -> DataFrame:
         """(key, bands) of the exact keepers: computed in the annotation pass, so no text
         moves here."""
-        keepers = exact.where(F.col("key").isNotNull()).select("id", "key")
-        return keepers.join(annotated.where(F.col("bands").isNotNull()).select("id", "bands"),
+        return self._keys(exact).join(annotated.where(F.col("bands").isNotNull()).select("id", "bands"),
                             "id").select("key", "bands")
 
     def _candidate_shingles(self, members: DataFrame, exact: DataFrame,
                             annotated: DataFrame) -> DataFrame:
         d = self.cfg.dedup
-        keys = exact.where(F.col("key").isNotNull()).select("id", "key")
-        return candidate_shingles(members, keys, annotated.select("id", "text"),
+        return candidate_shingles(members, self._keys(exact), annotated.select("id", "text"),
                                   ShingleSpec(d.shingle, d.ngram))
 
     def _assigned(self, exact: DataFrame, components: DataFrame | None) -> DataFrame:
-        keepers = exact.where(F.col("key").isNotNull()).select(
-            F.col("id").alias("exact_keeper_id"), "key")
+        keepers = self._keys(exact).withColumnRenamed("id", "exact_keeper_id")
         if components is not None:
             keepers = keepers.join(components, "key", "left")
             keepers = keepers.select("exact_keeper_id", F.coalesce("root", "key").alias("cluster_id"))

@@ -18,6 +18,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from curation.broadcast_small import broadcast_if_small
 from curation.dedup.lsh import star_candidates
 from curation.dedup.minhash import ShingleSpec, normalize_for_hashing, shingle_hashes
 from curation.stage_profile import python_timed
@@ -58,9 +59,8 @@ def candidate_shingles(members: DataFrame, keys: DataFrame, texts: DataFrame,
     cheaper than writing every keeper's shingle set (8 bytes per shingle, more than its
     text) and shuffling it into each pair. `keys`: (id, key); `texts`: (id, text)."""
     candidates = keys.join(members.select("key").distinct(), "key", "left_semi")
-    if candidates.count() <= BROADCAST_CANDIDATES:  # texts stay where they are
-        candidates = F.broadcast(candidates)
-    docs = texts.join(candidates, "id").select("key", "text")
+    docs = texts.join(broadcast_if_small(candidates, BROADCAST_CANDIDATES), "id")
+    docs = docs.select("key", "text")
     return docs.mapInArrow(python_timed(lambda it: shingle_set_batches(it, spec)), SHINGLES_DDL)
 
 

@@ -136,12 +136,9 @@ RAW_DDL = ("file string, block long, pos long, kind string, raw binary, id strin
            "q_reason string, q_detail string, q_raw string")
 
 
-def read_split_records(batches, cfg: CurationConfig) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: (file, start, end) rows -> RAW_SCHEMA batches: each record's raw
-    line (`raw`), or its quarantine row when it cannot be read (oversized, corrupt file),
-    plus one summary row per split. No parsing: `parse_records` does that, in the same
-    task or after a repartition (`reader.read_documents`)."""
-    rows: list[dict] = []
+def _split_rows(batches, cfg: CurationConfig) -> Iterator[dict]:
+    """Each record of the splits as a row: its raw line (`raw`), or its quarantine row when
+    it cannot be read (oversized, corrupt file); then one summary row per split."""
     for batch in batches:
         for s in batch.to_pylist():
             split = Split(s["file"], s["start"], s["end"])
@@ -155,34 +152,46 @@ def read_split_records(batches, cfg: CurationConfig) -> Iterator[pa.RecordBatch]
                     row = _oversized_row(cfg, value, at)
                 else:
                     row = {"raw": value}
-                rows.append({**row, "file": split.file, "block": split.start, "pos": n,
-                             "kind": "doc"})
+                yield {**row, "file": split.file, "block": split.start, "pos": n, "kind": "doc"}
                 n += 1
-                if len(rows) >= BATCH_ROWS:
-                    yield pa.RecordBatch.from_pylist(rows, schema=RAW_SCHEMA)
-                    rows = []
-            rows.append({"file": split.file, "block": split.start, "pos": n, "kind": "split",
-                         "q_detail": error})
-    if rows:
-        yield pa.RecordBatch.from_pylist(rows, schema=RAW_SCHEMA)
+            yield {"file": split.file, "block": split.start, "pos": n, "kind": "split",
+                   "q_detail": error}
+
+
+def _parsed_rows(rows: Iterator[dict], parser: RecordParser) -> Iterator[dict]:
+    """Raw lines parsed and validated; the other rows (quarantined while reading, split
+    summaries) passed through."""
+    for r in rows:
+        raw = r.get("raw")
+        row = parser.parse(raw, r["file"]) if raw is not None else {
+            k: r.get(k) for k in ("id", "q_reason", "q_detail", "q_raw")}
+        yield {**row, "file": r["file"], "block": r["block"], "pos": r["pos"], "kind": r["kind"]}
+
+
+def _batched(rows: Iterator[dict], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    batch: list[dict] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= BATCH_ROWS:
+            yield pa.RecordBatch.from_pylist(batch, schema=schema)
+            batch = []
+    if batch:
+        yield pa.RecordBatch.from_pylist(batch, schema=schema)
+
+
+def read_split_records(batches, cfg: CurationConfig) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: (file, start, end) rows -> RAW_SCHEMA batches (`_split_rows`), for
+    `parse_records` after a repartition (`reader.read_documents`)."""
+    return _batched(_split_rows(batches, cfg), RAW_SCHEMA)
 
 
 def parse_records(batches, cfg: CurationConfig) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: RAW_SCHEMA -> READ_SCHEMA: raw lines parsed and validated, the
-    other rows (quarantined while reading, split summaries) passed through."""
-    parser = RecordParser(cfg)
-    keep = ("id", "q_reason", "q_detail", "q_raw")
-    for batch in batches:
-        out = []
-        for r in batch.to_pylist():
-            row = parser.parse(r["raw"], r["file"]) if r["raw"] is not None else {
-                k: r[k] for k in keep}
-            out.append({**row, "file": r["file"], "block": r["block"], "pos": r["pos"],
-                        "kind": r["kind"]})
-        yield pa.RecordBatch.from_pylist(out, schema=READ_SCHEMA)
+    """mapInArrow body: RAW_SCHEMA -> READ_SCHEMA batches."""
+    rows = (r for b in batches for r in b.to_pylist())
+    return _batched(_parsed_rows(rows, RecordParser(cfg)), READ_SCHEMA)
 
 
 def read_splits(batches, cfg: CurationConfig) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: (file, start, end) rows -> READ_SCHEMA batches, read and parsed in
-    one task."""
-    return parse_records(read_split_records(batches, cfg), cfg)
+    one task (no Arrow batches in between)."""
+    return _batched(_parsed_rows(_split_rows(batches, cfg), RecordParser(cfg)), READ_SCHEMA)

@@ -1,0 +1,13 @@
+"""Broadcast a join side only when it is small: counted first, so the rule is one number."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+
+def broadcast_if_small(df: DataFrame, max_rows: int) -> DataFrame:
+    """`df` marked for a broadcast join when it has at most `max_rows` rows (the other side
+    then stays where it is, text included); otherwise unchanged, for a shuffle join. The
+    count is one cheap job on an already materialised (or narrow) input."""
+    return F.broadcast(df) if df.count() <= max_rows else df
