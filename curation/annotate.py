@@ -8,20 +8,25 @@ its Spark DDL come from the registry's entries.
 from __future__ import annotations
 
 from curation.config import CurationConfig
+from curation.scorers.base import Scorer
 from curation.scorers.model_shipping import resolve_models
 from curation.scorers.registry import annotation_schema, build_scorers, score_batch, spark_ddl
 
+Entries = tuple[type[Scorer], ...] | None
 
-def annotation_ddl(cfg: CurationConfig) -> str:
+
+def annotation_ddl(cfg: CurationConfig, entries: Entries = None) -> str:
     """The annotated stage's Spark DDL for this config (checked on the driver)."""
-    return spark_ddl(annotation_schema(build_scorers(cfg)))
+    return spark_ddl(annotation_schema(build_scorers(cfg, entries=entries)))
 
 
-def annotate_batches(batches, cfg: CurationConfig, shipped: dict[str, str] | None = None):
+def annotate_batches(batches, cfg: CurationConfig, shipped: dict[str, str] | None = None,
+                     entries: Entries = None):
     """mapInArrow body: documents in, the same documents plus their signals out (the
-    text passes through, replaced only when a filter is configured to rewrite it)."""
+    text passes through, replaced only when a filter is configured to rewrite it).
+    `entries`: the registry entries to run (all by default)."""
     cfg = resolve_models(cfg, shipped)  # the executor's copies of models the driver shipped
-    scorers = build_scorers(cfg, check=False)  # checked on the driver (annotation_ddl)
+    scorers = build_scorers(cfg, check=False, entries=entries)  # checked on the driver
     schema = annotation_schema(scorers)
     for batch in batches:
         yield score_batch(scorers, batch, schema)

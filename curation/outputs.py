@@ -11,7 +11,12 @@ from collections.abc import Callable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from curation.broadcast_small import broadcast_if_small
 from curation.io.parquet_output import write_parquet
+
+# Up to this many removed documents (id and a few short columns each) are broadcast to
+# the scan of the texts; above it, a shuffle join.
+BROADCAST_REMOVED = 2_000_000
 
 CURATED_COLUMNS = [
     "id", "source", "domain", "text", "n_chars", "lang", "lang_score", "exact_dup_count",
@@ -55,22 +60,25 @@ def quality_buckets(keepers: DataFrame, cutoffs: list[float]) -> DataFrame:
 
 
 def write_outputs(job, validated: DataFrame, annotated: DataFrame, assigned: DataFrame,
-                  commit: Callable[[str, str], None] | None = None) -> dict:
-    """Write every output; returns the quality bucketing (cut-offs) for stats.json."""
+                  texts: DataFrame, commit: Callable[[str, str], None] | None = None) -> dict:
+    """Write every output; returns the quality bucketing (cut-offs) for stats.json.
+    `texts`: (id, text), the final text of every annotated document."""
     out, cfg = job.output, job.cfg
     quarantine = validated.where(F.col("q_reason").isNotNull()).select(
         F.col("q_reason").alias("reason"), F.col("q_detail").alias("detail"), "file", "block",
         "pos", "id", F.col("q_raw").alias("raw"))
     write_parquet(quarantine, f"{out}/quarantine", ["file", "block", "pos"], commit=commit)
 
-    docs = annotated.select("id", "source", "domain", "text")
+    docs = annotated.select("id", "source", "domain")
     filtered = annotated.where(F.col("removed_by").isNotNull()).select(
         "id", "source", "domain", F.concat(F.lit("filter:"), "removed_by").alias("reason"),
-        F.lit(None).cast("string").alias("duplicate_of"), F.lit(None).cast("long").alias("cluster_id"),
-        "text")
+        F.lit(None).cast("string").alias("duplicate_of"), F.lit(None).cast("long").alias("cluster_id"))
     dups = assigned.where(~F.col("keep")).join(docs, "id").select(
-        "id", "source", "domain", "reason", "duplicate_of", "cluster_id", "text")
-    write_parquet(filtered.unionByName(dups), f"{out}/removed", ["id"], commit=commit)
+        "id", "source", "domain", "reason", "duplicate_of", "cluster_id")
+    # the removed rows are few: broadcast, so the texts are read in place, not shuffled
+    removed = texts.join(broadcast_if_small(filtered.unionByName(dups), BROADCAST_REMOVED), "id")
+    write_parquet(removed.select("id", "source", "domain", "reason", "duplicate_of", "cluster_id",
+                                 "text"), f"{out}/removed", ["id"], commit=commit)
 
     dedup = assigned
     if job.mode == "dedup":  # every input record appears in dedup/
@@ -83,12 +91,12 @@ def write_outputs(job, validated: DataFrame, annotated: DataFrame, assigned: Dat
     write_parquet(dedup, f"{out}/dedup", ["id", "reason"], commit=commit)
 
     if job.mode == "full":
-        keepers = assigned.where(F.col("keep")).join(annotated, "id").select(
-            "id", "source", "domain", "text", "n_chars", "lang", "lang_score",
+        keepers = assigned.where(F.col("keep")).join(annotated.drop("text"), "id").select(
+            "id", "source", "domain", "n_chars", "lang", "lang_score",
             "exact_dup_count", "cluster_id", "cluster_size", "n_sources", "quality_fasttext",
             "quality_kenlm_ppl", "quality_heuristic", "heuristic_flags", "quality_score", "meta")
         cutoffs = quality_cutoffs(keepers, cfg.quality.buckets)
-        curated = quality_buckets(keepers, cutoffs).select(*CURATED_COLUMNS)
+        curated = quality_buckets(keepers, cutoffs).join(texts, "id").select(*CURATED_COLUMNS)
         write_parquet(curated, f"{out}/curated", ["id"], partition_by="domain",
                       files=cfg.output_files_per_domain, commit=commit)
         return {"buckets": cfg.quality.buckets, "cutoffs": cutoffs}

@@ -22,6 +22,7 @@ from curation.broadcast_small import broadcast_if_small
 from curation.config import CurationConfig
 from curation.dedup.connected_components import connected_components
 from curation.dedup.exact import exact_groups, keeper_order
+from curation.dedup.keeper_quality import clustered_quality
 from curation.dedup.lsh import bucket_members
 from curation.dedup.lsh_params import lsh_params_for
 from curation.dedup.minhash import ShingleSpec
@@ -34,9 +35,10 @@ from curation.io.output_checks import check_output
 from curation.io.output_lock import OutputLock
 from curation.io.reader import InputFiles, list_input_files, parquet_row_counts, read_documents
 from curation.outputs import write_outputs
+from curation.scorers import registry
 from curation.scorers.lang_id import RULE as LANG_RULE
 from curation.scorers.model_shipping import configured_models, ship_models
-from curation.scorers.registry import build_scorers
+from curation.scorers.registry import QUALITY_ENTRIES, build_scorers
 from curation.stage_profile import python_timed
 from curation.stage_store import StageStore
 from curation.stats import build_stats
@@ -146,24 +148,36 @@ class CurationJob:
             files[file] = {"records": n, "error": None}
         info["files"] = dict(sorted(files.items()))
 
-    def _annotated(self, validated: DataFrame) -> DataFrame:
+    def _annotation_cfg(self) -> CurationConfig:
         cfg = self.cfg
         if self.mode == "dedup":  # dedup only: no heuristic filters, no decontamination
             cfg = cfg.model_copy(update={"filters": cfg.filters.disabled(),
                 "language": cfg.language.model_copy(update={"languages": None}),
                 "decontamination": cfg.decontamination.model_copy(update={"eval_sets": {}})})
+        return cfg
+
+    def _annotated(self, validated: DataFrame) -> DataFrame:
+        """Every registry entry on every valid document; in dedup mode the quality entries
+        are deferred to the documents of multi-member clusters (`_keeper_quality`)."""
+        cfg = self._annotation_cfg()
+        entries = None
+        if self.mode == "dedup":
+            entries = tuple(e for e in registry.ENTRIES if e not in QUALITY_ENTRIES)
         self.shipped_models = shipped = ship_models(self.spark.sparkContext, cfg)
         valid = validated.where(F.col("q_reason").isNull())
         notes = valid.select("id", "source", "domain", "text", "meta").mapInArrow(
-            python_timed(lambda it: annotate_batches(it, cfg, shipped)), annotation_ddl(cfg))
+            python_timed(lambda it: annotate_batches(it, cfg, shipped, entries)),
+            annotation_ddl(cfg, entries))
         prio = F.lit(len(self.cfg.source_priority))
         for i, src in enumerate(self.cfg.source_priority):
             prio = F.when(F.col("source") == src, F.lit(i)).otherwise(prio)
         return notes.withColumn("prio", prio)
 
     def _exact(self, annotated: DataFrame) -> DataFrame:
+        quality = (F.col("quality_score") if "quality_score" in annotated.columns  # not in dedup mode
+                   else F.lit(None).cast("double").alias("quality_score"))
         survivors = annotated.where(F.col("removed_by").isNull()).select(
-            "id", "source", "domain", "norm_hash", "quality_score", "prio")
+            "id", "source", "domain", "norm_hash", quality, "prio")
         grouped = exact_groups(survivors, self.cfg.dedup.exact)
         keepers = grouped.where(F.col("id") == F.col("exact_keeper_id")).select("id").orderBy("id")
         keyed = keepers.rdd.zipWithIndex().map(lambda r: (r[0][0], r[1])).toDF("id string, key long")
@@ -180,13 +194,23 @@ class CurationJob:
         return self._keys(exact).join(annotated.where(F.col("bands").isNotNull()).select("id", "bands"),
                             "id").select("key", "bands")
 
+    @staticmethod
+    def _texts(validated: DataFrame, annotated: DataFrame) -> DataFrame:
+        """(id, text): the final text of each annotated document, from `annotated` when a
+        filter may have rewritten it, else from `validated` (annotated does not repeat it)."""
+        if "text" in annotated.columns:
+            return annotated.select("id", "text")
+        return validated.where(F.col("q_reason").isNull()).select("id", "text")
+
     def _candidate_shingles(self, members: DataFrame, exact: DataFrame,
-                            annotated: DataFrame) -> DataFrame:
+                            texts: DataFrame) -> DataFrame:
         d = self.cfg.dedup
-        return candidate_shingles(members, self._keys(exact), annotated.select("id", "text"),
+        return candidate_shingles(members, self._keys(exact), texts,
                                   ShingleSpec(d.shingle, d.ngram))
 
-    def _assigned(self, exact: DataFrame, components: DataFrame | None) -> DataFrame:
+    def _clustered(self, exact: DataFrame, components: DataFrame | None) -> DataFrame:
+        """The surviving documents with their cluster (the root key of their exact group's
+        component), its size and its number of sources."""
         keepers = self._keys(exact).withColumnRenamed("id", "exact_keeper_id")
         if components is not None:
             keepers = keepers.join(components, "key", "left")
@@ -194,19 +218,38 @@ class CurationJob:
         else:
             keepers = keepers.select("exact_keeper_id", F.col("key").alias("cluster_id"))
         docs = exact.drop("key").join(keepers, "exact_keeper_id")
-        clusters = docs.groupBy("cluster_id").agg(
-            F.count("*").alias("cluster_size"),
-            F.countDistinct("source").alias("n_sources"),
-            F.min(keeper_order()).alias("best"))
-        docs = docs.join(clusters.select("cluster_id", "cluster_size", "n_sources",
-                                         F.col("best.id").alias("cluster_keeper_id")), "cluster_id")
-        exact_dup = F.col("id") != F.col("exact_keeper_id")
+        clusters = docs.groupBy("cluster_id").agg(F.count("*").alias("cluster_size"),
+                                                  F.countDistinct("source").alias("n_sources"))
+        return docs.join(clusters, "cluster_id")
+
+    def _keeper_quality(self, clustered: DataFrame, texts: DataFrame) -> DataFrame:
+        """Dedup mode: (id, quality_score) of the documents of multi-member clusters, the
+        only ones whose score can change a keeper."""
+        cfg = self._annotation_cfg()
+        shipped = ship_models(self.spark.sparkContext, cfg)  # also when annotated resumed
+        docs = clustered.where(F.col("cluster_size") > 1).select("id", "domain")
+        return clustered_quality(docs, texts, cfg, shipped)
+
+    @staticmethod
+    def _assigned(clustered: DataFrame, quality: DataFrame | None) -> DataFrame:
+        """Keep or remove each document: the best copy (`keeper_order`) of each exact group
+        and of each cluster is kept. `quality` replaces the scores (dedup mode)."""
+        docs = clustered
+        if quality is not None:
+            docs = docs.drop("quality_score").join(quality, "id", "left")
+        exact_best = docs.groupBy("exact_keeper_id").agg(F.min(keeper_order()).alias("best"))
+        cluster_best = docs.groupBy("cluster_id").agg(F.min(keeper_order()).alias("best"))
+        docs = docs.join(exact_best.select("exact_keeper_id", F.col("best.id").alias("exact_best")),
+                         "exact_keeper_id")
+        docs = docs.join(cluster_best.select("cluster_id", F.col("best.id").alias("cluster_keeper_id")),
+                         "cluster_id")
+        exact_dup = F.col("id") != F.col("exact_best")
         near_dup = F.col("id") != F.col("cluster_keeper_id")
         return docs.select(
             "id", "cluster_id", "cluster_size", "n_sources", "exact_dup_count",
             (~near_dup).alias("keep"),
             F.when(exact_dup, F.lit("exact_dup")).when(near_dup, F.lit("near_dup")).alias("reason"),
-            F.when(exact_dup, F.col("exact_keeper_id")).when(near_dup, F.col("cluster_keeper_id"))
+            F.when(exact_dup, F.col("exact_best")).when(near_dup, F.col("cluster_keeper_id"))
             .alias("duplicate_of"),
         )
 
@@ -245,6 +288,7 @@ class CurationJob:
         python_tasks = self.spark.sparkContext.defaultParallelism * PYTHON_TASKS_PER_CORE
         annotated = store.stage("annotated", lambda: self._annotated(validated),
                                 min_read_tasks=python_tasks)
+        texts = self._texts(validated, annotated)
         exact = store.stage("exact", lambda: self._exact(annotated))
         components = None
         dedup_stats: dict = {}
@@ -252,14 +296,19 @@ class CurationJob:
             members = store.stage("members", lambda: bucket_members(
                 self._keeper_bands(exact, annotated)))
             edges = store.stage("edges", lambda: verified_edges(
-                members, self._candidate_shingles(members, exact, annotated) if d.verify else None,
+                members, self._candidate_shingles(members, exact, texts) if d.verify else None,
                 d.threshold, d.verify_rounds, d.verify_max_pairs,
                 store.scratch("edges_work"), dedup_stats), dedup_stats,
                 min_read_tasks=python_tasks)
             components = store.stage("components", lambda: connected_components(
                 edges, store.scratch("cc_work"), d.max_cc_iterations, dedup_stats), dedup_stats)
-        assigned = store.stage("assigned", lambda: self._assigned(exact, components))
-        quality = write_outputs(self, validated, annotated, assigned, commit=store.commit)
+        clustered = self._clustered(exact, components)
+        quality = None
+        if self.mode == "dedup":
+            quality = store.stage("keeper_quality", lambda: self._keeper_quality(clustered, texts),
+                                  min_read_tasks=python_tasks)
+        assigned = store.stage("assigned", lambda: self._assigned(clustered, quality))
+        quality = write_outputs(self, validated, annotated, assigned, texts, commit=store.commit)
         self.stats = build_stats(self, validated, read_info["files"], annotated, assigned,
                                  store, dedup_stats, quality,
                                  self._rules(),

@@ -35,20 +35,29 @@ BROADCAST_CANDIDATES = 2_000_000
 
 def shingle_set_batches(batches, spec: ShingleSpec):
     """mapInArrow body: (key, text) -> (key, the text's distinct shingle hashes, sorted, as
-    little-endian uint64 bytes). One lexsort per batch, no Python loop per shingle."""
+    little-endian uint32 bytes).
+
+    32 bits of each 64-bit shingle hash are enough to verify: two distinct shingles of a
+    pair collide with probability ~n*m/2^32 (1e-4 for two 1,000-shingle documents), which
+    moves a Jaccard by ~1e-7, and the sets shuffled into pairs are half the size. One sort
+    of (document << 32 | hash) per batch replaces a two-key lexsort (8x faster); no Python
+    loop per shingle."""
     for batch in batches:
         texts = [normalize_for_hashing(t) for t in batch.column("text").to_pylist()]
+        n = len(texts)
         hashes, offsets = shingle_hashes(texts, spec)
-        doc = np.repeat(np.arange(len(texts), dtype=np.int64), np.diff(offsets))
-        order = np.lexsort((hashes, doc))
-        hashes, doc = hashes[order], doc[order]
-        first = np.ones(hashes.shape[0], dtype=bool)
-        first[1:] = (hashes[1:] != hashes[:-1]) | (doc[1:] != doc[:-1])
-        hashes, doc = hashes[first], doc[first]
-        ends = np.zeros(len(texts) + 1, dtype=np.int32)
-        np.cumsum(np.bincount(doc, minlength=len(texts)) * 8, out=ends[1:])
-        sets = pa.BinaryArray.from_buffers(pa.binary(), len(texts),
-                                           [None, pa.py_buffer(ends), pa.py_buffer(hashes.astype("<u8"))])
+        doc = np.repeat(np.arange(n, dtype=np.uint64), np.diff(offsets))
+        keyed = (doc << np.uint64(32)) | (hashes >> np.uint64(32))
+        keyed.sort()
+        first = np.ones(keyed.shape[0], dtype=bool)
+        first[1:] = keyed[1:] != keyed[:-1]
+        keyed = keyed[first]
+        ends = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum(np.bincount((keyed >> np.uint64(32)).astype(np.int64), minlength=n) * 4,
+                  out=ends[1:])
+        values = keyed.astype("<u4")
+        sets = pa.BinaryArray.from_buffers(pa.binary(), n,
+                                           [None, pa.py_buffer(ends), pa.py_buffer(values)])
         yield pa.RecordBatch.from_arrays([batch.column("key"), sets], names=["key", "shingles"])
 
 
@@ -56,8 +65,8 @@ def candidate_shingles(members: DataFrame, keys: DataFrame, texts: DataFrame,
                        spec: ShingleSpec) -> DataFrame:
     """(key, shingle set) of every document in an LSH bucket with others, recomputed from
     its text: only these are ever verified, and recomputing them for the candidates is
-    cheaper than writing every keeper's shingle set (8 bytes per shingle, more than its
-    text) and shuffling it into each pair. `keys`: (id, key); `texts`: (id, text)."""
+    cheaper than writing every keeper's shingle set (4 bytes per shingle, about its
+    text's size) and shuffling it into each pair. `keys`: (id, key); `texts`: (id, text)."""
     candidates = keys.join(members.select("key").distinct(), "key", "left_semi")
     docs = texts.join(broadcast_if_small(candidates, BROADCAST_CANDIDATES), "id")
     docs = docs.select("key", "text")
@@ -71,8 +80,8 @@ def jaccard_batches(batches):
         sb = batch.column("b").to_pylist()
         out = np.empty(len(sa), dtype=np.float64)
         for i, (x, y) in enumerate(zip(sa, sb, strict=True)):  # per pair, not per shingle
-            u = np.frombuffer(x or b"", dtype=np.uint64)
-            v = np.frombuffer(y or b"", dtype=np.uint64)
+            u = np.frombuffer(x or b"", dtype="<u4")
+            v = np.frombuffer(y or b"", dtype="<u4")
             union = u.size + v.size
             inter = np.intersect1d(u, v, assume_unique=True).size if union else 0
             out[i] = inter / (union - inter) if union else 0.0

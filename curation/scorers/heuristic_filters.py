@@ -15,6 +15,15 @@ class HeuristicFilters(Scorer):
     columns = ()  # returns the registry's decision columns (removed_by, heuristic_flags)
     rewrites_text = True
 
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        # only C4's `modify_text` rewrites; without it the annotated stage need not carry
+        # the text (`registry.annotation_schema`)
+        f = cfg.filters
+        self.rewrites_text = any(
+            c.c4.enabled and c.c4.modify_text
+            for c in (f, *(f.for_domain(d) for d in f.by_domain)))
+
     def score(self, batch: DocBatch) -> dict[str, list]:
         results = evaluate(batch.texts, batch.domains, self.cfg.filters)
         return {

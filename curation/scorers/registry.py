@@ -34,6 +34,11 @@ from curation.scorers.quality_ensemble import QualityEnsemble
 ENTRIES: tuple[type[Scorer], ...] = (DomainClassifier, LanguageId, HeuristicFilters, DedupKeys,
                                       HeuristicQuality, FastTextQuality, KenLMPerplexity,
                                       QualityEnsemble, Decontamination)
+# The quality entries. `sharpen curate dedup` needs quality only to choose the copy a
+# cluster keeps, so it defers these to the documents of multi-member clusters
+# (`curation/dedup/keeper_quality.py`) instead of scoring every document.
+QUALITY_ENTRIES: tuple[type[Scorer], ...] = (HeuristicQuality, FastTextQuality, KenLMPerplexity,
+                                              QualityEnsemble)
 # Decision columns, owned by the registry: any entry may return them, the first removal
 # wins (`removed_by`), flags accumulate (`heuristic_flags`).
 DECISION_FIELDS = (pa.field("removed_by", pa.string()),
@@ -48,12 +53,16 @@ _DDL_TYPES = {pa.string(): "string", pa.int64(): "long", pa.int32(): "int",
               pa.bool_(): "boolean"}
 
 
-def build_scorers(cfg: CurationConfig, check: bool = True) -> list[Scorer]:
+def build_scorers(cfg: CurationConfig, check: bool = True,
+                  entries: tuple[type[Scorer], ...] | None = None) -> list[Scorer]:
     """The entries for this config, checked: unique column names, reads satisfied by an
     earlier entry, and (`check`, on the driver) each entry's own `check()`: packages
-    importable, models and reference files readable."""
+    importable, models and reference files readable. `entries`: only these (in run
+    order); all by default."""
     scorers, seen = [], {f.name for f in (*PASS_THROUGH, *DECISION_FIELDS)}
     for entry in ENTRIES:
+        if entries is not None and entry not in entries:
+            continue
         scorer = entry(cfg)
         missing = [c for c in entry.reads if c not in seen]
         if missing:
@@ -69,7 +78,12 @@ def build_scorers(cfg: CurationConfig, check: bool = True) -> list[Scorer]:
 
 
 def annotation_schema(scorers: list[Scorer]) -> pa.Schema:
-    return pa.schema([*PASS_THROUGH, *DECISION_FIELDS, *(f for s in scorers for f in s.columns)])
+    """The annotated stage's columns. The text is one of them only when an entry may
+    rewrite it: otherwise it equals the validated text, and writing it again would cost
+    as much as the stage's signals (the job reads it from `validated` instead)."""
+    fields = [f for f in PASS_THROUGH
+              if f.name != "text" or any(s.rewrites_text for s in scorers)]
+    return pa.schema([*fields, *DECISION_FIELDS, *(f for s in scorers for f in s.columns)])
 
 
 def spark_ddl(schema: pa.Schema) -> str:

@@ -20,6 +20,7 @@ from corpus_fixture import edit, real_texts, write_jsonl
 from curation.config import CurationConfig
 from curation.outputs import CURATED_COLUMNS
 from curation.pipeline import CurationJob
+from curation.quality.heuristic_score import heuristic_quality
 
 OUTPUTS = ("curated", "removed", "quarantine", "dedup")
 
@@ -178,3 +179,43 @@ def test_killed_job_resumes_to_identical_output(run, tmp_path):
     assert stats["stages"]["profile"]["validated"]["tasks"] > 0
     for name in OUTPUTS:
         assert _digest(out / name) == _digest(ref / "out" / name), name
+
+
+def test_dedup_mode_scores_only_clustered_documents_and_keeps_the_same_copies(run, spark):
+    """`curate dedup` defers quality to the documents of multi-member clusters; it keeps
+    the copies the full job keeps (the full job scores every document)."""
+    _, tmp = run
+    # one more cluster, where quality must beat source priority: the upstream copy carries
+    # mojibake (`clean_encoding`), the mirror's is clean
+    text = real_texts(70)[65]
+    extra = [{"id": "q-clean", "text": text, "source": "mirror", "domain": "legal"},
+             {"id": "q-mojibake", "text": text.replace(". ", ". Ã© ", 8), "source": "upstream",
+              "domain": "legal"}]
+    assert heuristic_quality(extra[0]["text"]) > heuristic_quality(extra[1]["text"])
+    src = tmp / "in-dedup.jsonl"
+    src.write_text((tmp / "in.jsonl").read_text() + "".join(json.dumps(r) + "\n" for r in extra))
+    stats = CurationJob(spark, [str(src)], str(tmp / "out-dedup"),
+                        CurationConfig.model_validate(CFG), mode="dedup").run()
+    dedup = {r["id"]: r for r in pq.read_table(tmp / "out-dedup" / "dedup").to_pylist()}
+    full = {r["id"]: r for r in pq.read_table(tmp / "out" / "dedup").to_pylist()}
+    clustered = [i for i, r in dedup.items() if (r["cluster_size"] or 0) > 1]
+    assert stats["stages"]["profile"]["keeper_quality"]["records_written"] == len(clustered)
+    assert 3 <= len(clustered) < len(full) / 4  # scored a few, not all
+    # clusters the full job's filters left whole: the same partition and the same keepers
+    removed = set(dedup) - set(full)
+    by_cluster: dict[int, list[str]] = {}
+    for i in clustered:
+        by_cluster.setdefault(dedup[i]["cluster_id"], []).append(i)
+    compared = 0
+    for ids in by_cluster.values():
+        if removed & set(ids):
+            continue
+        assert len({full[i]["cluster_id"] for i in ids}) == 1
+        assert full[ids[0]]["cluster_size"] == len(ids)
+        for i in ids:
+            assert (dedup[i]["keep"], dedup[i]["reason"], dedup[i]["duplicate_of"]) == (
+                full[i]["keep"], full[i]["reason"], full[i]["duplicate_of"]), i
+            compared += 1
+    assert compared >= 5  # d001 + x-exact, d002 + its two edits, ...
+    assert dedup["x-exact"]["duplicate_of"] == "d001"
+    assert dedup["q-mojibake"]["duplicate_of"] == "q-clean" and dedup["q-clean"]["keep"]

@@ -26,8 +26,11 @@ def test_schema_and_ddl_are_derived_from_the_entries():
     scorers = registry.build_scorers(CurationConfig())
     schema = registry.annotation_schema(scorers)
     declared = [f.name for s in scorers for f in s.columns]
-    assert schema.names == ["id", "source", "domain", "text", "meta", "n_chars", "removed_by",
+    # no filter rewrites text by default: the stage does not repeat the validated text
+    assert schema.names == ["id", "source", "domain", "meta", "n_chars", "removed_by",
                             "heuristic_flags", *declared]
+    rewriting = CurationConfig.model_validate({"filters": {"c4": {"modify_text": True}}})
+    assert "text" in registry.annotation_schema(registry.build_scorers(rewriting)).names
     assert {"norm_hash", "quality_score", "lang", "quality_fasttext"} <= set(declared)
     ddl = registry.spark_ddl(schema)
     assert "heuristic_flags array<string>" in ddl and "norm_hash binary" in ddl
@@ -41,9 +44,9 @@ def test_every_entry_scores_the_batch_it_is_given():
     scorers = registry.build_scorers(CurationConfig())
     out = registry.score_batch(scorers, _batch(texts, domains),
                                registry.annotation_schema(scorers)).to_pylist()
-    assert [r["norm_hash"] for r in out] == [norm_hash(r["text"]) for r in out]
-    assert [r["quality_score"] for r in out] == [heuristic_quality(r["text"]) for r in out]
-    assert out[-1]["removed_by"] is not None and out[0]["n_chars"] == len(out[0]["text"])
+    assert [r["norm_hash"] for r in out] == [norm_hash(t) for t in texts]
+    assert [r["quality_score"] for r in out] == [heuristic_quality(t) for t in texts]
+    assert out[-1]["removed_by"] is not None and out[0]["n_chars"] == len(texts[0])
     # LSH bands for every document a filter kept, none for a removed one
     n_bands = lsh_params_for(CurationConfig().dedup).bands
     assert [len(r["bands"]) if r["bands"] else 0 for r in out] == [
