@@ -131,9 +131,10 @@ def _sentence_form(text: str) -> float:
     return _ramp(starts_ok / ends, 0.3, 0.85)
 
 
-def components(text: str, max_chars: int = 100_000) -> dict[str, float]:
-    """Each component in [0, 1] (1 = no symptom), over the first ``max_chars`` characters."""
-    t = text[:max_chars]
+def measures(t: str) -> dict[str, int]:
+    """The counts the components are made of (exposed so tests can hold each fast path to
+    the plain definitions: words and implausible words, stop words, visible and
+    alphanumeric characters, lines of 10+ characters and distinct ones, mojibake)."""
     isascii = t.isascii()
     if isascii:  # the common case: byte-level counts in C, same values as the regexes
         b = t.encode("ascii")
@@ -141,28 +142,41 @@ def components(text: str, max_chars: int = 100_000) -> dict[str, float]:
         visible = len(b.translate(None, _ASCII_SPACE))
         alnum = len(b.translate(None, _ASCII_NOT_ALNUM))
     else:
-        words = Counter(_WORD.findall(t))
+        utf8 = t.encode("utf-8")
+        other = "".join(_NON_ASCII.findall(t))
+        if _WORD.search(other) is None:  # no non-ASCII letter: they only split words, as
+            words = Counter(utf8.translate(_ASCII_LETTERS).split())  # the bytes path does
+        else:
+            words = Counter(_WORD.findall(t))
         visible = sum(map(len, t.split()))
         # ASCII letters and digits on the bytes, the other characters one by one
-        alnum = len(t.encode("utf-8").translate(None, _NOT_ASCII_ALNUM)) + sum(
-            map(str.isalnum, "".join(_NON_ASCII.findall(t))))
-    n_words = words.total()
+        alnum = len(utf8.translate(None, _NOT_ASCII_ALNUM)) + sum(map(str.isalnum, other))
     stripped = list(map(str.strip, t.splitlines()))  # iterators in C, no loop per line
     lines = list(itertools.compress(stripped, map((10).__le__, map(len, stripped))))
-    bad = 0 if isascii else len(_MOJIBAKE_RE.findall(t))
-    if n_words:
-        shape = (n_words - _implausible_words(words)) / n_words
-        stops = _STOP_BYTES if isascii else _STOP_SPELLINGS
-        stop = sum(map(words.__getitem__, words.keys() & stops)) / n_words
-    else:
-        shape = stop = 0.0
+    stops = 0
+    if words:
+        spellings = _STOP_BYTES if isinstance(next(iter(words)), bytes) else _STOP_SPELLINGS
+        stops = sum(map(words.__getitem__, words.keys() & spellings))
+    return {"words": words.total(), "implausible": _implausible_words(words) if words else 0,
+            "stop_words": stops, "visible": visible, "alnum": alnum, "lines": len(lines),
+            "distinct_lines": len(set(lines)),
+            "mojibake": 0 if isascii else len(_MOJIBAKE_RE.findall(t))}
+
+
+def components(text: str, max_chars: int = 100_000) -> dict[str, float]:
+    """Each component in [0, 1] (1 = no symptom), over the first ``max_chars`` characters."""
+    t = text[:max_chars]
+    m = measures(t)
+    n_words, visible, lines = m["words"], m["visible"], m["lines"]
+    shape = (n_words - m["implausible"]) / n_words if n_words else 0.0
+    stop = m["stop_words"] / n_words if n_words else 0.0
     return {
         "word_shape": _ramp(shape, 0.5, 0.92),
         "stop_words": 0.5 + 0.5 * _ramp(stop, 0.0, 0.2),
         "sentence_form": _sentence_form(t),
-        "symbols": _ramp(alnum / visible if visible else 0.0, 0.45, 0.75),
-        "unique_lines": _ramp(len(set(lines)) / len(lines), 0.3, 0.9) if lines else 1.0,
-        "clean_encoding": max(0.0, 1.0 - 200.0 * bad / max(len(t), 1)),
+        "symbols": _ramp(m["alnum"] / visible if visible else 0.0, 0.45, 0.75),
+        "unique_lines": _ramp(m["distinct_lines"] / lines, 0.3, 0.9) if lines else 1.0,
+        "clean_encoding": max(0.0, 1.0 - 200.0 * m["mojibake"] / max(len(t), 1)),
     }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from curation.quality.heuristic_score import components, heuristic_quality, length_factor
+from curation.quality.heuristic_score import components, heuristic_quality, length_factor, measures
 
 SAMPLE_BOOKS = Path(__file__).resolve().parents[3] / "data" / "sample" / "books.jsonl.gz"
 CONSONANTS = "bcdfghjklmnpqrstvwxz"
@@ -96,3 +96,35 @@ def test_components_name_the_symptom(clean):
     assert components(_consonant_words(5_000))["word_shape"] == 0.0
     assert components("\n".join(["the same line of text again"] * 20))["unique_lines"] == 0.0
     assert all(v == 1.0 for k, v in components(clean).items() if k != "stop_words")
+
+
+def _reference_measures(t: str) -> dict[str, int]:
+    """The score's counts written plainly (regexes and str methods, no fast paths)."""
+    import re
+    from collections import Counter
+
+    from curation.quality import heuristic_score as h
+
+    words = Counter(re.findall(r"[^\W\d_]+", t))
+    lines = [s for s in (ln.strip() for ln in t.splitlines()) if len(s) >= 10]
+    return {"words": words.total(),
+            "implausible": sum(c for w, c in words.items() if not h._plausible(w)),
+            "stop_words": sum(c for w, c in words.items() if w.lower() in h._STOP_WORDS),
+            "visible": sum(map(len, t.split())), "alnum": sum(map(str.isalnum, t)),
+            "lines": len(lines), "distinct_lines": len(set(lines)),
+            "mojibake": sum(t.count(m) for m in h._MOJIBAKE)}
+
+
+def test_fast_paths_count_what_the_plain_definitions_count(paragraphs):
+    """ASCII bytes, mostly-ASCII (only non-letters outside ASCII) and general Unicode text:
+    each fast path counts exactly what the plain definitions count."""
+    texts = [*paragraphs[:10],
+             paragraphs[1].replace(". ", ". \u201cQuoted\u201d \u00a9 2024 \u2014 ", 5),
+             "The THE tHe ThE of OF. Which WHICH. These THESE? ok. " * 20,
+             "Stra\u00dfe und Gr\u00fc\u00dfe. \u0130stanbul is big. \u212a is Kelvin. " * 10,
+             "\u00c3\u00a9\u00c3\u00a8\u00e2\u20ac\u2122 \u00c2\u00b7\u00ef\u00bb\u00bf\ufffd "
+             "\u00c3 \u00c3 \u00c2\u00c2 x \u00bd \u00b2 \u0663 \U0001d7d8 \u216b" * 30,
+             "line one is long enough\n\x0bline one is long enough\x1c  tail text here\u2028x",
+             "", "   \n  ", "12345 67890"]
+    for t in texts:
+        assert measures(t) == _reference_measures(t), t[:60]
