@@ -121,13 +121,15 @@ def verified_edges(members: DataFrame, shingles: DataFrame | None, threshold: fl
               "unverified_pairs": 0, "verify_rounds_run": 0}
     for r in range(rounds):
         cand = checkpoint(f"cand_{r}", star_candidates(members))
-        pairs = cand.select(F.col("key").alias("src"), F.col("root").alias("dst")).distinct()
-        n = pairs.count()
-        if n == 0:
+        upper = cand.count()  # star rows >= distinct pairs; a scan, no shuffle
+        if upper == 0:
             break
+        pairs = cand.select(F.col("key").alias("src"), F.col("root").alias("dst")).distinct()
+        # the distinct pairs are counted only when they may exceed the budget (otherwise
+        # every pair is checked and the scored count is theirs): one shuffle less per round
+        n = pairs.count() if upper > budget else None
         totals["verify_rounds_run"] = r + 1
-        totals["candidate_pairs"] += n
-        if n > budget:  # check a deterministic hash-chosen subset, keep the rest as is
+        if n is not None and n > budget:  # check a deterministic hash-chosen subset, keep the rest
             frac = budget / n
             pick = (F.abs(F.xxhash64("src", "dst")) % 1_000_000) < int(frac * 1_000_000)
             unchecked = pairs.where(~pick)
@@ -141,6 +143,8 @@ def verified_edges(members: DataFrame, shingles: DataFrame | None, threshold: fl
         accepted.append(ok)
         counts = scored.agg(F.count("*"), F.sum((F.col("jaccard") >= threshold).cast("long"))).first()
         n_checked, n_ok = int(counts[0]), int(counts[1] or 0)
+        n = n_checked if n is None else n
+        totals["candidate_pairs"] += n
         budget -= n_checked
         totals["verified_pairs"] += n_ok
         totals["rejected_pairs"] += n_checked - n_ok

@@ -37,3 +37,30 @@ def test_star_edges_never_collect_a_bucket(spark):
     assert "collect_list" not in plan and "collect_set" not in plan
     edges = star_candidates(bucket_members(sigs)).collect()
     assert len(edges) == 2 * 49 and {r["root"] for r in edges} == {0}
+
+
+def test_verification_budget_checks_a_subset_and_counts_every_pair(spark, tmp_path):
+    """Over `verify_max_pairs`, a hash-chosen subset is checked and the rest kept
+    unverified; under it every distinct pair is checked; both count all candidates."""
+    import numpy as np
+
+    from curation.dedup.verify import verified_edges
+
+    def checkpoint(name, df):
+        df.write.mode("overwrite").parquet(str(tmp_path / name))
+        return spark.read.parquet(str(tmp_path / name))
+
+    n = 40  # keys 0..39 share two buckets: 39 distinct star pairs (78 star rows)
+    sigs = spark.createDataFrame([(k, [7, 8]) for k in range(n)], "key long, bands array<long>")
+    same = np.arange(100, dtype="<u4").tobytes()  # every set equal: Jaccard 1
+    shingles = spark.createDataFrame([(k, same) for k in range(n)], "key long, shingles binary")
+    for budget, checked in ((1_000, n - 1), (10, None)):
+        stats: dict = {}
+        edges = verified_edges(bucket_members(sigs), shingles, 0.7, 3, budget,
+                               checkpoint, stats)
+        assert edges.count() == n - 1 and stats["candidate_pairs"] == n - 1, stats
+        if checked is not None:
+            assert stats["verified_pairs"] == checked and stats["unverified_pairs"] == 0
+        else:
+            assert 0 < stats["unverified_pairs"] < n - 1
+            assert stats["verified_pairs"] + stats["unverified_pairs"] == n - 1
