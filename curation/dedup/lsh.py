@@ -39,10 +39,13 @@ def bucket_members(bands: DataFrame) -> DataFrame:
     """(band, bucket, key) for buckets with at least two members."""
     members = bands.select("key", F.posexplode("bands").alias("band", "bucket"))
     sizes = members.groupBy("band", "bucket").agg(F.count("*").alias("n")).where("n > 1")
-    return members.join(sizes.select("band", "bucket"), ["band", "bucket"])
+    # a hash join built on the buckets (one row each) instead of sorting every document's
+    # band rows for a merge join: 9.3 -> 6.1 s at 1 GB (36 rows per document)
+    return members.join(sizes.select("band", "bucket").hint("shuffle_hash"), ["band", "bucket"])
 
 
 def star_candidates(members: DataFrame) -> DataFrame:
     """(band, bucket, key, root): each member with its bucket's smallest key, root excluded."""
     roots = members.groupBy("band", "bucket").agg(F.min("key").alias("root"))
-    return members.join(roots, ["band", "bucket"]).where(F.col("key") != F.col("root"))
+    return members.join(roots.hint("shuffle_hash"), ["band", "bucket"]).where(
+        F.col("key") != F.col("root"))

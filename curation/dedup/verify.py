@@ -93,8 +93,10 @@ def jaccard_batches(batches):
 
 def score_pairs(pairs: DataFrame, shingles: DataFrame) -> DataFrame:
     """pairs(src, dst) -> (src, dst, jaccard) from the shingle sets of both ends."""
-    a = shingles.select(F.col("key").alias("src"), F.col("shingles").alias("a"))
-    b = shingles.select(F.col("key").alias("dst"), F.col("shingles").alias("b"))
+    # hash joins built on the shingle sets (a partition's share of them in memory): no sort
+    # of rows that carry whole sets, as a merge join would do on both sides
+    a = shingles.select(F.col("key").alias("src"), F.col("shingles").alias("a")).hint("shuffle_hash")
+    b = shingles.select(F.col("key").alias("dst"), F.col("shingles").alias("b")).hint("shuffle_hash")
     joined = pairs.join(a, "src").join(b, "dst").select("src", "dst", "a", "b")
     return joined.mapInArrow(python_timed(jaccard_batches), "src long, dst long, jaccard double")
 

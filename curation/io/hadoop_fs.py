@@ -86,6 +86,10 @@ class HadoopFS:
         st = self._fs(path).getFileStatus(self._p(path))
         return (int(self._jvm.java.lang.System.currentTimeMillis()) - st.getModificationTime()) / 1000
 
+    def size(self, path: str) -> int:
+        """Length of the file at `path` in bytes."""
+        return int(self._fs(path).getFileStatus(self._p(path)).getLen())
+
     def read_text(self, path: str) -> str:
         fs = self._fs(path)
         stream = fs.open(self._p(path))

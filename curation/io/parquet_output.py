@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame
 from curation.io.hadoop_fs import HadoopFS
 
 _PART = re.compile(r"part-(\d+)-")
+DRIVER_REENCODE_BYTES = 8 << 20
 
 
 def write_parquet(df: DataFrame, path: str, sort_by: list[str], *, partition_by: str | None = None,
@@ -57,8 +58,16 @@ def write_parquet(df: DataFrame, path: str, sort_by: list[str], *, partition_by:
     else:
         commit(tmp, path)
     files = [f for f in fs.list_files(path) if f.endswith(".parquet")]
-    if files:
-        spark.sparkContext.parallelize(files, len(files)).foreach(_reencode)
+    # small files (an empty quarantine, the dedup decisions) are re-encoded here: a Spark
+    # task for one would cost more than the file (a Python worker to start, ~1 s)
+    large = []
+    for f in files:
+        if fs.size(f) <= DRIVER_REENCODE_BYTES:
+            _reencode(f)
+        else:
+            large.append(f)
+    if large:
+        spark.sparkContext.parallelize(large, len(large)).foreach(_reencode)
 
 
 def _reencode(uri: str) -> None:
