@@ -11,12 +11,12 @@ from collections.abc import Callable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from curation.broadcast_small import broadcast_if_small
 from curation.io.parquet_output import write_parquet
 
 # Up to this many removed documents (id and a few short columns each) are broadcast to
 # the scan of the texts; above it, a shuffle join.
 BROADCAST_REMOVED = 2_000_000
+REMOVED_FILE_CHARS = 128 << 20
 
 CURATED_COLUMNS = [
     "id", "source", "domain", "text", "n_chars", "lang", "lang_score", "exact_dup_count",
@@ -69,16 +69,22 @@ def write_outputs(job, validated: DataFrame, annotated: DataFrame, assigned: Dat
         "pos", "id", F.col("q_raw").alias("raw"))
     write_parquet(quarantine, f"{out}/quarantine", ["file", "block", "pos"], commit=commit)
 
-    docs = annotated.select("id", "source", "domain")
+    docs = annotated.select("id", "source", "domain", "n_chars")
     filtered = annotated.where(F.col("removed_by").isNotNull()).select(
         "id", "source", "domain", F.concat(F.lit("filter:"), "removed_by").alias("reason"),
-        F.lit(None).cast("string").alias("duplicate_of"), F.lit(None).cast("long").alias("cluster_id"))
+        F.lit(None).cast("string").alias("duplicate_of"), F.lit(None).cast("long").alias("cluster_id"),
+        "n_chars")
     dups = assigned.where(~F.col("keep")).join(docs, "id").select(
-        "id", "source", "domain", "reason", "duplicate_of", "cluster_id")
-    # the removed rows are few: broadcast, so the texts are read in place, not shuffled
-    removed = texts.join(broadcast_if_small(filtered.unionByName(dups), BROADCAST_REMOVED), "id")
+        "id", "source", "domain", "reason", "duplicate_of", "cluster_id", "n_chars")
+    rows = filtered.unionByName(dups)
+    n, chars = rows.agg(F.count("*"), F.sum("n_chars")).first()
+    # the removed rows are few: broadcast, so the texts are read in place, not shuffled;
+    # one file per REMOVED_FILE_CHARS of text (a rule of the data, so every master writes
+    # the same files), written by as many tasks
+    removed = texts.join(F.broadcast(rows) if n <= BROADCAST_REMOVED else rows, "id")
     write_parquet(removed.select("id", "source", "domain", "reason", "duplicate_of", "cluster_id",
-                                 "text"), f"{out}/removed", ["id"], commit=commit)
+                                 "text"), f"{out}/removed", ["id"], commit=commit,
+                  files=max(1, -(-int(chars or 0) // REMOVED_FILE_CHARS)))
 
     dedup = assigned
     if job.mode == "dedup":  # every input record appears in dedup/

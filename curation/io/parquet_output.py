@@ -37,7 +37,9 @@ def write_parquet(df: DataFrame, path: str, sort_by: list[str], *, partition_by:
         out = out.sortWithinPartitions(partition_by, *sort_by)
         out.write.mode("overwrite").partitionBy(partition_by).parquet(tmp)
     else:
-        out = df.repartitionByRange(files, *sort_by) if files > 1 else df.repartition(1)
+        # several files: rows spread by a hash of the sort key, which (unlike the sampled
+        # bounds of range partitioning) does not depend on how the input was partitioned
+        out = df.repartition(files, *sort_by) if files > 1 else df.repartition(1)
         out = out.sortWithinPartitions(*sort_by)
         out.write.mode("overwrite").parquet(tmp)
     # rename part files deterministically within each directory
