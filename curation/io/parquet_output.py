@@ -3,8 +3,9 @@
 Spark names its part files with a per-job UUID and orders rows by whatever the plan
 did; we sort by a key, write a fixed number of files per partition and rename them to
 `part-00000.parquet`, … Then each file is re-encoded by pyarrow, in parallel on the
-executors: parquet-mr lists column encodings in a footer in an order that differs from
-one JVM to the next, so Spark's own bytes are not reproducible across runs.
+executors (files up to 8 MB on the driver, cheaper than a task): parquet-mr lists column
+encodings in a footer in an order that differs from one JVM to the next, so Spark's own
+bytes are not reproducible across runs.
 """
 
 from __future__ import annotations
