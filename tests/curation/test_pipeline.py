@@ -219,3 +219,36 @@ def test_dedup_mode_scores_only_clustered_documents_and_keeps_the_same_copies(ru
     assert compared >= 5  # d001 + x-exact, d002 + its two edits, ...
     assert dedup["x-exact"]["duplicate_of"] == "d001"
     assert dedup["q-mojibake"]["duplicate_of"] == "q-clean" and dedup["q-clean"]["keep"]
+
+
+def test_rewritten_text_reaches_curated_and_removed(spark, tmp_path):
+    """With C4 `modify_text` the annotated stage carries the rewritten text (otherwise it
+    does not repeat the text at all): the curated table and removed/ hold the rewrite."""
+    paragraphs = [
+        "The committee met on a cold morning to review the annual budget of the library.",
+        "Several members asked why the reading room had closed early during the winter.",
+        "The treasurer explained that heating costs had risen faster than the city grant.",
+        "After a long discussion they agreed to extend the opening hours again in spring.",
+    ]
+    page = "Home | About us | Contact\n" + "\n".join(paragraphs) + (
+        "\nPlease enable JavaScript to view the comments on this page.")
+    write_jsonl(tmp_path / "in.jsonl", [
+        {"id": "page", "text": page, "source": "upstream", "domain": "web"},
+        {"id": "page-copy", "text": page, "source": "mirror", "domain": "web"},
+        *({"id": f"o{i}", "text": t, "source": "copyright", "domain": "web"}
+          for i, t in enumerate(real_texts(8)))])
+    cfg = CurationConfig.model_validate({
+        "source_priority": ["upstream"],
+        "filters": {name: {"enabled": False} for name in ("gopher_repetition", "gopher_quality",
+                                                           "fineweb", "code")}
+        | {"c4": {"modify_text": True}}})
+    CurationJob(spark, [str(tmp_path / "in.jsonl")], str(tmp_path / "out"), cfg).run()
+    assert "text" in pq.read_schema(next((tmp_path / "out" / "_stages" / "annotated").glob(
+        "*.parquet"))).names
+    curated = {r["id"]: r for r in ds.dataset(tmp_path / "out" / "curated",
+                                              partitioning="hive").to_table().to_pylist()}
+    assert curated["page"]["text"] == "\n".join(paragraphs)
+    assert curated["page"]["n_chars"] == len("\n".join(paragraphs))
+    removed = {r["id"]: r for r in pq.read_table(tmp_path / "out" / "removed").to_pylist()}
+    assert removed["page-copy"]["text"] == "\n".join(paragraphs)
+    assert removed["page-copy"]["duplicate_of"] == "page"
