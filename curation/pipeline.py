@@ -1,5 +1,7 @@
 """The curation job: read+validate -> filters -> exact dedup -> MinHash LSH -> components
 -> keepers and signals -> curated table, removed/, quarantine/, dedup/ and stats.json.
+(In dedup mode the quality signals are computed after the components, for the documents
+of multi-member clusters only: `dedup/keeper_quality.py`.)
 
 Each stage is checkpointed by `StageStore`, so a killed job resumes where it stopped.
 Two modes share the code: `full` (the whole job, `sharpen curate`) and `dedup`

@@ -23,7 +23,7 @@ from curation.scorers.registry import QUALITY_ENTRIES, build_scorers
 from curation.stage_profile import python_timed
 
 QUALITY_DDL = "id string, quality_score double"
-# Up to this many ids (~60 MB) are broadcast to the text scan, so the texts are read in
+# Up to this many (id, domain) rows (~100 MB) are broadcast to the text scan, so the texts are read in
 # place; above it, a shuffle join.
 BROADCAST_IDS = 2_000_000
 
