@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -219,6 +220,18 @@ def test_dedup_mode_scores_only_clustered_documents_and_keeps_the_same_copies(ru
     assert compared >= 5  # d001 + x-exact, d002 + its two edits, ...
     assert dedup["x-exact"]["duplicate_of"] == "d001"
     assert dedup["q-mojibake"]["duplicate_of"] == "q-clean" and dedup["q-clean"]["keep"]
+    # a job stopped after `components` resumes there and re-scores the same keepers
+    # (the models are shipped again by the stage itself, not by the skipped annotation)
+    before = {name: _digest(tmp / "out-dedup" / name) for name in OUTPUTS[1:]}
+    for name in ("_stages/keeper_quality", "_stages/assigned", *OUTPUTS[1:], "stats.json"):
+        target = tmp / "out-dedup" / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    again = CurationJob(spark, [str(src)], str(tmp / "out-dedup"),
+                        CurationConfig.model_validate(CFG), mode="dedup").run()
+    assert {"annotated", "edges", "components"} <= set(again["stages"]["resumed"])
+    assert "keeper_quality" not in again["stages"]["resumed"]
+    assert {name: _digest(tmp / "out-dedup" / name) for name in OUTPUTS[1:]} == before
+    assert all(before.values())
 
 
 def test_rewritten_text_reaches_curated_and_removed(spark, tmp_path):
