@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from curation.broadcast_small import broadcast_if_small
 from curation.io.parquet_output import write_parquet
 
 # Up to this many removed documents (id and a few short columns each) are broadcast to
@@ -81,7 +82,7 @@ def write_outputs(job, validated: DataFrame, annotated: DataFrame, assigned: Dat
     # the removed rows are few: broadcast, so the texts are read in place, not shuffled;
     # one file per REMOVED_FILE_CHARS of text (a rule of the data, so every master writes
     # the same files), written by as many tasks
-    removed = texts.join(F.broadcast(rows) if n <= BROADCAST_REMOVED else rows, "id")
+    removed = texts.join(broadcast_if_small(rows, BROADCAST_REMOVED, rows=n), "id")
     write_parquet(removed.select("id", "source", "domain", "reason", "duplicate_of", "cluster_id",
                                  "text"), f"{out}/removed", ["id"], commit=commit,
                   files=max(1, -(-int(chars or 0) // REMOVED_FILE_CHARS)))

@@ -229,7 +229,7 @@ class CurationJob:
         only ones whose score can change a keeper."""
         cfg = self._annotation_cfg()
         shipped = ship_models(self.spark.sparkContext, cfg)  # also when annotated resumed
-        docs = clustered.where(F.col("cluster_size") > 1).select("id", "domain")
+        docs = clustered.where(F.col("cluster_size") > 1).select("id", "source", "domain")
         return clustered_quality(docs, texts, cfg, shipped)
 
     @staticmethod

@@ -14,37 +14,34 @@ from __future__ import annotations
 
 import pyarrow as pa
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from curation.broadcast_small import broadcast_if_small
 from curation.config import CurationConfig
-from curation.scorers.base import DocBatch
 from curation.scorers.model_shipping import resolve_models
-from curation.scorers.registry import QUALITY_ENTRIES, build_scorers
+from curation.scorers.registry import QUALITY_ENTRIES, build_scorers, score_batch, spark_ddl
 from curation.stage_profile import python_timed
 
-QUALITY_DDL = "id string, quality_score double"
-# Up to this many (id, domain) rows (~100 MB) are broadcast to the text scan, so the texts are read in
-# place; above it, a shuffle join.
+QUALITY_SCHEMA = pa.schema([pa.field("id", pa.string()), pa.field("quality_score", pa.float64())])
+# Up to this many (id, source, domain) rows (~100 MB) are broadcast to the text scan, so the
+# texts are read in place; above it, a shuffle join.
 BROADCAST_IDS = 2_000_000
 
 
 def quality_batches(batches, cfg: CurationConfig, shipped: dict[str, str] | None = None):
-    """mapInArrow body: (id, domain, text) -> (id, quality_score), the registry's quality
-    entries in their run order."""
+    """mapInArrow body: (id, source, domain, text, meta) -> (id, quality_score): the
+    registry's quality entries, run as the annotation pass runs its entries."""
     cfg = resolve_models(cfg, shipped)
     scorers = build_scorers(cfg, check=False, entries=QUALITY_ENTRIES)
     for batch in batches:
-        docs = DocBatch(batch.column("text").to_pylist(), batch.column("domain").to_pylist())
-        for scorer in scorers:
-            docs.columns.update(scorer.score(docs))
-        yield pa.RecordBatch.from_arrays(
-            [batch.column("id"), pa.array(docs.columns["quality_score"], pa.float64())],
-            names=["id", "quality_score"])
+        yield score_batch(scorers, batch, QUALITY_SCHEMA)
 
 
 def clustered_quality(docs: DataFrame, texts: DataFrame, cfg: CurationConfig,
                       shipped: dict[str, str] | None = None) -> DataFrame:
-    """(id, quality_score) of the documents `docs` (id, domain) names; `texts`: (id, text)."""
+    """(id, quality_score) of the documents `docs` (id, source, domain) names; `texts`:
+    (id, text). No quality entry reads `meta`: it goes in empty."""
     docs = texts.join(broadcast_if_small(docs, BROADCAST_IDS), "id")
-    return docs.select("id", "domain", "text").mapInArrow(
-        python_timed(lambda it: quality_batches(it, cfg, shipped)), QUALITY_DDL)
+    return docs.select("id", "source", "domain", "text",
+                       F.lit(None).cast("string").alias("meta")).mapInArrow(
+        python_timed(lambda it: quality_batches(it, cfg, shipped)), spark_ddl(QUALITY_SCHEMA))
