@@ -60,8 +60,15 @@ _MOJIBAKE = ("\ufffd", "Ã©", "Ã¨", "Ã¤", "Ã¶", "Ã¼", "Ã ", "â€", "
 # one scan for all of them: no sequence ends with a character another starts with, so the
 # non-overlapping matches of the alternation are the sum of each sequence's count
 _MOJIBAKE_RE = re.compile("|".join(map(re.escape, _MOJIBAKE)))
-_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+_ASCII_BYTES = bytes(range(128))
+# every mojibake sequence starts with one of these (non-ASCII) characters
+_MOJIBAKE_LEADS = frozenset(m[0] for m in _MOJIBAKE)
 _NOT_ASCII_ALNUM = bytes(range(256)).translate(None, bytes(c for c in range(128) if chr(c).isalnum()))
+# words of text with non-ASCII letters: the non-ASCII characters that are not letters
+# (`\W` or a digit) become spaces, then the UTF-8 bytes are split as the ASCII path does
+# (its letters kept, its other characters spaces, bytes of other characters unchanged)
+_NON_ASCII_NON_LETTER = re.compile(r"[^\x00-\x7f](?<=[\W\d])")
+_UTF8_LETTERS = bytes(c if c >= 128 else _ASCII_LETTERS[c] for c in range(256))
 _OPENERS = "\"'“‘([*`<"
 _WEIGHTS = {"word_shape": 3.0, "stop_words": 1.0, "sentence_form": 1.0, "symbols": 2.0,
             "unique_lines": 2.0, "clean_encoding": 2.0}
@@ -106,7 +113,7 @@ _CACHE_MAX = 1_000_000
 
 
 def _implausible_words(counts: Counter) -> int:
-    """Words failing `_plausible` (`str`, or ASCII `bytes` decoded to judge them), counted
+    """Words failing `_plausible` (`str`, or UTF-8 `bytes` decoded to judge them), counted
     with their repeats."""
     words = counts.keys()
     known_bad = words & _BAD
@@ -114,7 +121,7 @@ def _implausible_words(counts: Counter) -> int:
     unknown = words - _GOOD - known_bad
     room = len(_GOOD) + len(_BAD) < _CACHE_MAX
     for word in unknown:
-        ok = _plausible(word if isinstance(word, str) else word.decode("ascii"))
+        ok = _plausible(word if isinstance(word, str) else word.decode("utf-8"))
         if room:
             (_GOOD if ok else _BAD).add(word)
         if not ok:
@@ -143,11 +150,13 @@ def measures(t: str) -> dict[str, int]:
         alnum = len(b.translate(None, _ASCII_NOT_ALNUM))
     else:
         utf8 = t.encode("utf-8")
-        other = "".join(_NON_ASCII.findall(t))
+        # the non-ASCII characters in order: UTF-8 without its ASCII bytes is still UTF-8
+        other = utf8.translate(None, _ASCII_BYTES).decode("utf-8")
         if _WORD.search(other) is None:  # no non-ASCII letter: they only split words, as
             words = Counter(utf8.translate(_ASCII_LETTERS).split())  # the bytes path does
-        else:
-            words = Counter(_WORD.findall(t))
+        else:  # UTF-8 bytes keys: 1.5x `_WORD.findall` on str
+            spaced = _NON_ASCII_NON_LETTER.sub(" ", t).encode("utf-8")
+            words = Counter(spaced.translate(_UTF8_LETTERS).split())
         visible = sum(map(len, t.split()))
         # ASCII letters and digits on the bytes, the other characters one by one
         alnum = len(utf8.translate(None, _NOT_ASCII_ALNUM)) + sum(map(str.isalnum, other))
@@ -160,7 +169,8 @@ def measures(t: str) -> dict[str, int]:
     return {"words": words.total(), "implausible": _implausible_words(words) if words else 0,
             "stop_words": stops, "visible": visible, "alnum": alnum, "lines": len(lines),
             "distinct_lines": len(set(lines)),
-            "mojibake": 0 if isascii else len(_MOJIBAKE_RE.findall(t))}
+            "mojibake": 0 if isascii or _MOJIBAKE_LEADS.isdisjoint(other)
+            else len(_MOJIBAKE_RE.findall(t))}
 
 
 def components(text: str, max_chars: int = 100_000) -> dict[str, float]:

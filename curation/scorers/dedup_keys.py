@@ -45,7 +45,8 @@ class DedupKeys(Scorer):
         d = cfg.dedup
         self.near = d.near
         self.spec = ShingleSpec(d.shingle, d.ngram)
-        self.hasher = MinHasher(d.num_perm, d.seed)
+        params = lsh_params_for(d)
+        self.hasher = MinHasher(d.num_perm, d.seed, keep=params.bands * params.rows)
 
     def score(self, batch: DocBatch) -> dict[str, list]:
         normalised = [normalize_for_hashing(t) for t in batch.texts]

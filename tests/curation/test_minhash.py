@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from curation.dedup.minhash import MinHasher, ShingleSpec, normalize_for_hashing, shingle_hashes
+from curation.dedup.minhash import (
+    MinHasher,
+    ShingleSpec,
+    normalize_for_hashing,
+    plain_normalize,
+    shingle_hashes,
+)
 
 GPL = open("/usr/share/common-licenses/GPL-3").read() if __import__("os").path.exists(
     "/usr/share/common-licenses/GPL-3") else ("free software " * 400)
@@ -19,6 +25,19 @@ def _sets(texts, spec):
 def test_normalisation_folds_case_punctuation_and_whitespace():
     assert normalize_for_hashing("Hello,   World!\n\tFoo") == "hello world foo"
     assert normalize_for_hashing("“Quoted”  text") == normalize_for_hashing('"quoted" TEXT')
+
+
+def test_fast_normalisation_equals_the_plain_definition():
+    """ASCII, mostly-ASCII (smart quotes, dashes, no-break spaces) and general Unicode
+    text: the byte-folding paths give exactly the one-regex definition."""
+    texts = [GPL[:3000],
+             GPL[:3000].replace(". ", ". \u201cQuoted\u201d \u00a9 2024 \u2014\u00a0", 20),
+             "Stra\u00dfe und Gr\u00fc\u00dfe. \u0130stanbul \u212a \ufb01ne caf\u00e9_1 " * 10,
+             "\u00bd \u00b2 \u0663\u0664 \U0001d7d8 \u216b \uff21\uff22 \u3000\u2028x\u200dy "
+             "\u65e5\u672c\u8a9e\u3002\u0645\u0631\u062d\u0628\u0627 \U0001f600! e\u0301 " * 10,
+             "tab\tand\x0bvt\x1cfs\x85nel\u2029ps del\x7fx __init__ x_y", "\u201c\u201d", " \u00a0 ", ""]
+    for t in texts:
+        assert normalize_for_hashing(t) == plain_normalize(t), t[:60]
 
 
 def test_word_shingles_match_a_naive_count():
@@ -72,6 +91,9 @@ def test_signatures_are_batch_and_block_independent():
     h1, off1 = shingle_hashes(docs[3:4], spec)
     np.testing.assert_array_equal(MinHasher(64, seed=1).signatures(h1, off1)[0], big_blocks[3])
     assert not np.array_equal(MinHasher(64, seed=2).signatures(h, off), big_blocks)
+    # the first `keep` permutations are those of the full set
+    np.testing.assert_array_equal(MinHasher(64, seed=1, keep=60).signatures(h, off),
+                                  big_blocks[:, :60])
 
 
 def test_empty_document_signature_is_sentinel():
