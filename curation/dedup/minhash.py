@@ -41,7 +41,7 @@ def normalize_for_hashing(text: str) -> str:
 
     Used by both exact dedup and shingling, so that formatting-only differences
     (case, smart quotes, re-wrapped lines) do not hide duplicates. The result is the
-    text's maximal runs of word characters (`\w`) joined by single spaces
+    text's maximal runs of word characters (regex `\\w`) joined by single spaces
     (`plain_normalize` is the definition; the tests hold this to it).
     """
     if text.isascii():  # NFKC is the identity there: fold bytes in C, 5x the regex path
