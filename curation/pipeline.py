@@ -16,6 +16,7 @@ import logging
 import time
 from pathlib import Path
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -31,6 +32,7 @@ from curation.dedup.minhash import ShingleSpec
 from curation.dedup.verify import candidate_shingles, verified_edges
 from curation.errors import JobFailed, is_spark_error, root_cause
 from curation.filters.runner import rule_names
+from curation.io.arrow_parquet import SUMMARY_DDL, arrow_filesystem, read_files, writing
 from curation.io.hadoop_fs import HadoopFS
 from curation.io.jsonl_splits import Split, plan_splits
 from curation.io.output_checks import check_output
@@ -53,6 +55,29 @@ log = logging.getLogger(__name__)
 PYTHON_TASKS_PER_CORE = 8
 # Up to this many repeated ids (~100 MB of ids and input positions) are broadcast.
 BROADCAST_REPEATED_IDS = 2_000_000
+# what the annotation pass reads of each valid document
+DOCUMENT_COLUMNS = ["id", "source", "domain", "text", "meta"]
+
+
+def valid_documents(paths):
+    """mapInArrow body: the valid documents (`DOCUMENT_COLUMNS`) of the `validated` files
+    named in `paths`, read by this task."""
+    import pyarrow.compute as pc
+
+    for batch in read_files(paths, [*DOCUMENT_COLUMNS, "kind", "q_reason"]):
+        keep = pc.and_(pc.equal(batch.column("kind"), "doc"), pc.is_null(batch.column("q_reason")))
+        docs = batch.filter(keep).select(DOCUMENT_COLUMNS)
+        if docs.num_rows:
+            yield docs
+
+
+def with_priority(batches, order: list[str]):
+    """The batches plus `prio`: the source's rank in `order` (`source_priority`), or
+    len(order) for any other source (the Spark expression of `_annotated`, in Python)."""
+    rank = {src: i for i, src in enumerate(order)}  # a source listed twice: its last rank
+    for batch in batches:
+        prio = [rank.get(s, len(order)) for s in batch.column("source").to_pylist()]
+        yield batch.append_column("prio", pa.array(prio, pa.int32()))
 
 
 def code_version() -> str:
@@ -87,10 +112,12 @@ class CurationJob:
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
     # -- stages ---------------------------------------------------------------------
-    def _validated(self) -> DataFrame:
-        """Every input record, parsed once: valid, or quarantined with a reason."""
+    def _validated(self, tmp: str | None = None) -> DataFrame | int:
+        """Every input record, parsed once: valid, or quarantined with a reason. With `tmp`
+        the parsing tasks write the stage's files there themselves (pyarrow: no JVM
+        Parquet encoding of the texts) and the rows written are returned."""
         return read_documents(self.spark, self.splits, [p for p, _, _ in self.files.parquet],
-                              self.cfg)
+                              self.cfg, write_to=tmp and self.fs.qualify(tmp))
 
     @staticmethod
     def _repeated_ids(validated: DataFrame) -> DataFrame:
@@ -101,10 +128,15 @@ class CurationJob:
             F.count("*").alias("_n"), F.min(F.struct("file", "block", "pos")).alias("_first"),
         ).where("_n > 1").drop("_n")
 
-    def _mark_repeated(self, docs: DataFrame, repeated: DataFrame) -> DataFrame:
+    def _mark_repeated(self, docs: DataFrame, repeated: DataFrame,
+                       n_repeated: int | None = None) -> DataFrame:
         """Quarantine every copy of a repeated id but the first in input order. The table
         of repeated ids is broadcast when small (so no text moves), joined by a shuffle
-        when a messy input repeats millions of ids."""
+        when a messy input repeats millions of ids. `n_repeated`: the table's rows, when
+        known; with none the rows are returned as they are, so the quarantine's scan reads
+        no text (a repeated copy's preview is its only column taken from the text)."""
+        if n_repeated == 0:
+            return docs
         marked = docs.join(broadcast_if_small(repeated, BROADCAST_REPEATED_IDS), "id", "left")
         again = F.col("q_reason").isNull() & F.col("_first").isNotNull() & (
             F.struct("file", "block", "pos") != F.col("_first"))
@@ -158,18 +190,34 @@ class CurationJob:
                 "decontamination": cfg.decontamination.model_copy(update={"eval_sets": {}})})
         return cfg
 
-    def _annotated(self, validated: DataFrame) -> DataFrame:
+    def _annotated(self, validated: DataFrame, files: list[str] | None = None,
+                   tmp: str | None = None) -> DataFrame | int:
         """Every registry entry on every valid document; in dedup mode the quality entries
-        are deferred to the documents of multi-member clusters (`_keeper_quality`)."""
+        are deferred to the documents of multi-member clusters (`_keeper_quality`).
+
+        `files`: `validated`'s Parquet files, when the tasks may read them themselves
+        (pyarrow opens them and no id repeats, so no row needs the repeated-ids join): the
+        texts then go from the files to the scorers, and the signals from the scorers to
+        `tmp`, without passing through the JVM (its scan, Arrow conversions and Parquet
+        encoding cost ~6 CPU-s per GB); the rows written are returned."""
         cfg = self._annotation_cfg()
         entries = None
         if self.mode == "dedup":
             entries = tuple(e for e in registry.ENTRIES if e not in QUALITY_ENTRIES)
         self.shipped_models = shipped = ship_models(self.spark.sparkContext, cfg)
-        valid = validated.where(F.col("q_reason").isNull())
-        notes = valid.select("id", "source", "domain", "text", "meta").mapInArrow(
-            python_timed(lambda it: annotate_batches(it, cfg, shipped, entries)),
-            annotation_ddl(cfg, entries))
+        ddl = annotation_ddl(cfg, entries)
+        if files:
+            tasks = min(len(files), self.spark.sparkContext.defaultParallelism * PYTHON_TASKS_PER_CORE)
+            paths = self.spark.createDataFrame([(f,) for f in files], "path string").repartition(tasks)
+            order = list(self.cfg.source_priority)
+            body = python_timed(lambda it: with_priority(
+                annotate_batches(valid_documents(it), cfg, shipped, entries), order))
+            return sum(r["rows"] for r in paths.mapInArrow(
+                writing(body, self.fs.qualify(tmp), "annotated"), SUMMARY_DDL).collect())
+        else:
+            valid = validated.where(F.col("q_reason").isNull())
+            notes = valid.select(*DOCUMENT_COLUMNS).mapInArrow(
+                python_timed(lambda it: annotate_batches(it, cfg, shipped, entries)), ddl)
         prio = F.lit(len(self.cfg.source_priority))
         for i, src in enumerate(self.cfg.source_priority):
             prio = F.when(F.col("source") == src, F.lit(i)).otherwise(prio)
@@ -283,13 +331,22 @@ class CurationJob:
                                   self.cfg.input_split_mb << 20)
         store = StageStore(self.spark, f"{self.output}/_stages", self._fingerprint(), lock)
         read_info: dict = {}
-        validated = store.stage("validated", self._validated, read_info, self._check_read)
-        repeated = store.stage("repeated_ids", lambda: self._repeated_ids(validated))
+        # the parsing tasks write `validated` with pyarrow where it can open the output
+        tasks_write = arrow_filesystem(self.fs.qualify(self.output)) is not None
+        validated = store.stage("validated", self._validated, read_info, self._check_read,
+                                writes_itself=tasks_write)
+        repeated_info: dict = {}
+        repeated = store.stage("repeated_ids", lambda: self._repeated_ids(validated),
+                               repeated_info, lambda written, info: info.update(rows=written.count()))
         validated = self._mark_repeated(validated.where(F.col("kind") == "doc").drop("kind"),
-                                        repeated)
+                                        repeated, repeated_info.get("rows"))
         python_tasks = self.spark.sparkContext.defaultParallelism * PYTHON_TASKS_PER_CORE
-        annotated = store.stage("annotated", lambda: self._annotated(validated),
-                                min_read_tasks=python_tasks)
+        files = None
+        if repeated_info.get("rows") == 0 and arrow_filesystem(self.fs.qualify(self.output)):
+            files = [f for f in self.fs.list_files(f"{store.root}/validated")
+                     if f.endswith(".parquet") and not f.rsplit("/", 1)[-1].startswith((".", "_"))]
+        annotated = store.stage("annotated", lambda *tmp: self._annotated(validated, files, *tmp),
+                                min_read_tasks=python_tasks, writes_itself=bool(files))
         texts = self._texts(validated, annotated)
         exact = store.stage("exact", lambda: self._exact(annotated))
         components = None

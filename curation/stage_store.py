@@ -62,10 +62,13 @@ class StageStore:
     def is_done(self, name: str) -> bool:
         return self._read_marker(name) is not None
 
-    def stage(self, name: str, build: Callable[[], DataFrame], info: dict | None = None,
+    def stage(self, name: str, build: Callable[..., DataFrame | None], info: dict | None = None,
               check: Callable[[DataFrame, dict], None] | None = None,
-              min_read_tasks: int | None = None) -> DataFrame:
+              min_read_tasks: int | None = None, writes_itself: bool = False) -> DataFrame:
         """Return stage `name`'s output, computing it with `build()` unless already done.
+        `writes_itself`: `build(directory)` writes the stage's Parquet files there itself
+        (e.g. from the tasks, `arrow_parquet.writing`) and returns the rows it wrote,
+        instead of returning a DataFrame; the profile counts those rows and files.
 
         `info` is a dict the build (and `check`) may fill with statistics; it is saved in
         the marker and restored when the stage is reused, so stats survive a resume.
@@ -91,9 +94,15 @@ class StageStore:
         tmp = f"{path}._writing"
         self.fs.delete(tmp)
         with self.profiler.measure(name) as profile, self._read_tasks(min_read_tasks):
-            build().write.mode("overwrite").option("parquet.block.size", ROW_GROUP_BYTES).parquet(tmp)
+            if writes_itself:
+                rows_written = build(tmp)
+            else:
+                build().write.mode("overwrite").option("parquet.block.size", ROW_GROUP_BYTES).parquet(tmp)
             if check is not None:
                 check(self.spark.read.parquet(tmp), info)
+        if writes_itself:  # files Spark did not write: not in its task metrics
+            profile["records_written"] = profile.get("records_written", 0) + rows_written
+            profile["bytes_written"] = profile.get("bytes_written", 0) + self.fs.tree_bytes(tmp)
         self.timings[name] = round(time.perf_counter() - started, 2)
         self.profiles[name] = profile
         self.fs.write_text(f"{tmp}/{MARKER}", json.dumps(

@@ -121,9 +121,14 @@ def verified_edges(members: DataFrame, shingles: DataFrame | None, threshold: fl
     budget = max_pairs
     totals = {"candidate_pairs": 0, "verified_pairs": 0, "rejected_pairs": 0,
               "unverified_pairs": 0, "verify_rounds_run": 0}
+    # a round's candidates and scores are read three times each, and are small (four
+    # numbers a row): cached where they are computed (the counts below fill the cache)
+    # instead of written and read back, which cost two Spark jobs per round
+    cached = []
     for r in range(rounds):
-        cand = checkpoint(f"cand_{r}", star_candidates(members))
-        upper = cand.count()  # star rows >= distinct pairs; a scan, no shuffle
+        cand = star_candidates(members).persist()
+        cached.append(cand)
+        upper = cand.count()  # star rows >= distinct pairs
         if upper == 0:
             break
         pairs = cand.select(F.col("key").alias("src"), F.col("root").alias("dst")).distinct()
@@ -140,7 +145,8 @@ def verified_edges(members: DataFrame, shingles: DataFrame | None, threshold: fl
                         100 * frac, n, r)
             accepted.append(checkpoint(f"unchecked_{r}", unchecked))
             totals["unverified_pairs"] += accepted[-1].count()
-        scored = checkpoint(f"scored_{r}", score_pairs(pairs, shingles))
+        scored = score_pairs(pairs, shingles).persist()
+        cached.append(scored)
         ok = scored.where(F.col("jaccard") >= threshold).select("src", "dst")
         accepted.append(ok)
         counts = scored.agg(F.count("*"), F.sum((F.col("jaccard") >= threshold).cast("long"))).first()
@@ -161,4 +167,7 @@ def verified_edges(members: DataFrame, shingles: DataFrame | None, threshold: fl
     out = members.sparkSession.createDataFrame([], "src long, dst long")
     for a in accepted:
         out = out.unionByName(a)
-    return checkpoint("edges", out.distinct())
+    edges = checkpoint("edges", out.distinct())
+    for df in cached:
+        df.unpersist()
+    return edges

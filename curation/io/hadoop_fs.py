@@ -103,6 +103,10 @@ class HadoopFS:
         finally:
             stream.close()
 
+    def tree_bytes(self, path: str) -> int:
+        """Bytes of all files under `path` (one call: the filesystem's content summary)."""
+        return int(self._fs(path).getContentSummary(self._p(path)).getLength())
+
     def list_files(self, path: str) -> list[str]:
         it = self._fs(path).listFiles(self._p(path), True)
         out = []

@@ -2,10 +2,13 @@
 
 Spark names its part files with a per-job UUID and orders rows by whatever the plan
 did; we sort by a key, write a fixed number of files per partition and rename them to
-`part-00000.parquet`, … Then each file is re-encoded by pyarrow, in parallel on the
-executors (files up to 8 MB on the driver, cheaper than a task): parquet-mr lists column
-encodings in a footer in an order that differs from one JVM to the next, so Spark's own
-bytes are not reproducible across runs.
+`part-00000.parquet`, … Unpartitioned outputs are written by pyarrow inside the tasks
+(`write_with_arrow`): one file per partition, row groups cut by row count. Partitioned
+outputs (and any on a filesystem pyarrow cannot open) are written by Spark, then each
+file is re-encoded by pyarrow, in parallel on the executors (files up to 8 MB on the
+driver, cheaper than a task): parquet-mr lists column encodings in a footer in an order
+that differs from one JVM to the next, so Spark's own bytes are not reproducible across
+runs. Either way the executors write where the driver reads: a shared filesystem.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Callable
 
 from pyspark.sql import DataFrame
 
+from curation.io.arrow_parquet import arrow_filesystem, write_with_arrow
 from curation.io.hadoop_fs import HadoopFS
 
 _PART = re.compile(r"part-(\d+)-")
@@ -29,6 +33,7 @@ def write_parquet(df: DataFrame, path: str, sort_by: list[str], *, partition_by:
     fs = HadoopFS(spark)
     tmp = path.rstrip("/") + "._writing"
     fs.delete(tmp)
+    direct = False
     if partition_by:
         # `files` range partitions per value of partition_by, each sorted
         # range partitioning is never optimised away and never splits one value, so with
@@ -42,7 +47,11 @@ def write_parquet(df: DataFrame, path: str, sort_by: list[str], *, partition_by:
         # bounds of range partitioning) does not depend on how the input was partitioned
         out = df.repartition(files, *sort_by) if files > 1 else df.repartition(1)
         out = out.sortWithinPartitions(*sort_by)
-        out.write.mode("overwrite").parquet(tmp)
+        direct = arrow_filesystem(fs.qualify(tmp)) is not None
+        if direct:
+            write_with_arrow(out, fs.qualify(tmp))
+        else:
+            out.write.mode("overwrite").parquet(tmp)
     # rename part files deterministically within each directory
     by_dir: dict[str, list[str]] = {}
     for f in fs.list_files(tmp):
@@ -60,6 +69,8 @@ def write_parquet(df: DataFrame, path: str, sort_by: list[str], *, partition_by:
         fs.rename(tmp, path)
     else:
         commit(tmp, path)
+    if direct:  # written by pyarrow: nothing to re-encode
+        return
     files = [f for f in fs.list_files(path) if f.endswith(".parquet")]
     # small files (an empty quarantine, the dedup decisions) are re-encoded here: a Spark
     # task for one would cost more than the file (a Python worker to start, ~1 s)

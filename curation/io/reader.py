@@ -13,13 +13,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from curation.config import CurationConfig
+from curation.io.arrow_parquet import SUMMARY_DDL, writing
 from curation.io.jsonl_splits import (
     RAW_DDL,
     READ_DDL,
+    READ_SCHEMA,
     SPLIT_DDL,
     Split,
     is_gzip,
@@ -28,7 +31,7 @@ from curation.io.jsonl_splits import (
     read_splits,
 )
 from curation.io.paths import is_under
-from curation.io.record_parser import PARSED_DDL, parse_batches
+from curation.io.record_parser import parse_batches
 from curation.stage_profile import python_timed
 
 log = logging.getLogger(__name__)
@@ -118,12 +121,16 @@ def parquet_row_counts(spark: SparkSession, parquet: list[str]) -> dict[str, int
 
 
 def read_documents(spark: SparkSession, splits: list[Split], parquet: list[str],
-                   cfg: CurationConfig) -> DataFrame:
+                   cfg: CurationConfig, write_to: str | None = None) -> DataFrame | int:
     """Every record of these inputs, parsed (valid rows have `q_reason` null), plus one
     `kind = "split"` summary row per JSONL split (see `jsonl_splits`). Repeated ids are
-    resolved later (the pipeline's `validated` stage), by input order."""
+    resolved later (the pipeline's `validated` stage), by input order.
+
+    `write_to` (a URI pyarrow can open): the parsing tasks write their rows there as
+    Parquet themselves (`arrow_parquet.writing`) and the number of rows written is
+    returned; the JVM then only schedules the tasks."""
     log.info("reading %d JSONL splits and %d Parquet files", len(splits), len(parquet))
-    frames = []
+    passes = []  # (input rows, mapInArrow body, name of the pass)
     if splits:
         rows = [(s.file, s.start, s.end) for s in splits]
         total = sum(s.end - s.start for s in splits)
@@ -133,8 +140,7 @@ def read_documents(spark: SparkSession, splits: list[Split], parquet: list[str],
         table = spark.createDataFrame(rows, SPLIT_DDL).repartition(n)
         serial = [s for s in splits if is_gzip(s.file) and s.end - s.start > split_bytes_gz(cfg)]
         if not serial:  # byte-range splits (or small gzip files): read and parse in one task
-            frames.append(table.mapInArrow(python_timed(lambda it: read_splits(it, cfg)),
-                                           READ_DDL))
+            passes.append((table, lambda it: read_splits(it, cfg), "jsonl"))
         else:  # a large gzip file is one reading task: spread its lines before parsing
             lines = table.mapInArrow(python_timed(lambda it: read_split_records(it, cfg)),
                                      RAW_DDL)
@@ -142,13 +148,21 @@ def read_documents(spark: SparkSession, splits: list[Split], parquet: list[str],
             log.info("%d gzip file(s) over %d MB compressed: repartitioning their lines into "
                      "%d parsing tasks", len(serial), split_bytes_gz(cfg) >> 20, width)
             spread = lines.repartition(width, "file", "block", "pos")
-            frames.append(spread.mapInArrow(python_timed(lambda it: parse_records(it, cfg)),
-                                            READ_DDL))
+            passes.append((spread, lambda it: parse_records(it, cfg), "jsonl"))
     if parquet:
-        parsed = _parquet_docs(spark, parquet).mapInArrow(python_timed(lambda it: parse_batches(it, cfg)),
-                                                           PARSED_DDL)
-        frames.append(parsed.withColumn("kind", F.lit("doc")))
-    out = frames[0]
-    for f in frames[1:]:
-        out = out.unionByName(f)
+        passes.append((_parquet_docs(spark, parquet), lambda it: _parquet_rows(it, cfg), "parquet"))
+    if write_to is not None:
+        return sum(r["rows"] for rows, body, name in passes for r in rows.mapInArrow(
+            writing(python_timed(body), write_to, name), SUMMARY_DDL).collect())
+    out = None
+    for rows, body, _ in passes:
+        frame = rows.mapInArrow(python_timed(body), READ_DDL)
+        out = frame if out is None else out.unionByName(frame)
     return out
+
+
+def _parquet_rows(batches, cfg: CurationConfig):
+    """mapInArrow body for Parquet input: `parse_batches`, with `kind = "doc"`."""
+    for batch in parse_batches(batches, cfg):
+        kind = pa.array(["doc"] * batch.num_rows, pa.string())
+        yield pa.RecordBatch.from_arrays([*batch.columns, kind], schema=READ_SCHEMA)
