@@ -37,7 +37,13 @@ from curation.io.hadoop_fs import HadoopFS
 from curation.io.jsonl_splits import Split, plan_splits
 from curation.io.output_checks import check_output
 from curation.io.output_lock import OutputLock
-from curation.io.reader import InputFiles, list_input_files, parquet_row_counts, read_documents
+from curation.io.reader import (
+    InputFiles,
+    list_input_files,
+    parquet_row_counts,
+    read_documents,
+    spread_rows,
+)
 from curation.outputs import write_outputs
 from curation.scorers import registry
 from curation.scorers.lang_id import RULE as LANG_RULE
@@ -208,7 +214,7 @@ class CurationJob:
         ddl = annotation_ddl(cfg, entries)
         if files:
             tasks = min(len(files), self.spark.sparkContext.defaultParallelism * PYTHON_TASKS_PER_CORE)
-            paths = self.spark.createDataFrame([(f,) for f in files], "path string").repartition(tasks)
+            paths = spread_rows(self.spark, [(f,) for f in files], "path string", tasks)
             order = list(self.cfg.source_priority)
             body = python_timed(lambda it: with_priority(
                 annotate_batches(valid_documents(it), cfg, shipped, entries), order))

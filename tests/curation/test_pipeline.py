@@ -182,6 +182,36 @@ def test_killed_job_resumes_to_identical_output(run, tmp_path):
         assert _digest(out / name) == _digest(ref / "out" / name), name
 
 
+def _created_by(stage: Path) -> set[str]:
+    return {pq.ParquetFile(f).metadata.created_by.split(" ")[0]
+            for f in stage.glob("*.parquet")}
+
+
+def _rows(root: Path) -> list[tuple]:
+    table = ds.dataset(root, format="parquet", partitioning="hive").to_table()
+    return sorted(tuple(map(str, r.values())) for r in table.to_pylist())
+
+
+def test_stages_written_by_spark_give_the_same_rows(run, spark, tmp_path, monkeypatch):
+    """Where pyarrow cannot open the output's filesystem, Spark writes `validated`,
+    `annotated` and the outputs and the JVM reads the texts: the same rows as the tasks'
+    own pyarrow writes (which the fixture's run used)."""
+    import curation.io.parquet_output as parquet_output
+    import curation.pipeline as pipeline
+
+    _, ref = run
+    assert _created_by(ref / "out" / "_stages" / "validated") == {"parquet-cpp-arrow"}
+    assert _created_by(ref / "out" / "_stages" / "annotated") == {"parquet-cpp-arrow"}
+    monkeypatch.setattr(pipeline, "arrow_filesystem", lambda uri: None)
+    monkeypatch.setattr(parquet_output, "arrow_filesystem", lambda uri: None)
+    out = tmp_path / "out"
+    CurationJob(spark, [str(ref / "in.jsonl")], str(out), CurationConfig.model_validate(CFG)).run()
+    assert _created_by(out / "_stages" / "validated") == {"parquet-mr"}
+    assert _created_by(out / "_stages" / "annotated") == {"parquet-mr"}
+    for name in OUTPUTS:
+        assert _rows(out / name) == _rows(ref / "out" / name), name
+
+
 def test_dedup_mode_scores_only_clustered_documents_and_keeps_the_same_copies(run, spark):
     """`curate dedup` defers quality to the documents of multi-member clusters; it keeps
     the copies the full job keeps (the full job scores every document)."""
