@@ -64,3 +64,42 @@ def test_verification_budget_checks_a_subset_and_counts_every_pair(spark, tmp_pa
         else:
             assert 0 < stats["unverified_pairs"] < n - 1
             assert stats["verified_pairs"] + stats["unverified_pairs"] == n - 1
+
+
+def test_later_rounds_in_one_task_match_the_spark_rounds(spark, tmp_path, caplog):
+    """Members failing a round are starred again; once few rows fail, the remaining rounds
+    run in one Python task: the same edges and counts as running every round in Spark."""
+    import logging
+
+    import numpy as np
+
+    from curation.dedup.verify import verified_edges
+
+    def checkpoint(name, df):
+        df.write.mode("overwrite").parquet(str(tmp_path / name))
+        return spark.read.parquet(str(tmp_path / name))
+
+    rng = np.random.default_rng(3)
+    families = [np.unique(rng.integers(0, 5_000, 400)).astype("<u4") for _ in range(4)]
+    sets, bands = [], []
+    for k in range(60):  # a few buckets each mixing families: roots often fail, later rounds pass
+        fam = families[k % 4] if k % 7 else families[(k + 1) % 4]
+        keep = fam[rng.random(fam.size) < 0.97]
+        sets.append((k, np.sort(keep).tobytes()))
+        bands.append((k, [k % 3, 10 + k % 2, 20 + (k * 7) % 5]))
+    sigs = spark.createDataFrame(bands, "key long, bands array<long>")
+    shingles = spark.createDataFrame(sets, "key long, shingles binary")
+    results = []
+    for in_task in (0, 10_000):
+        stats: dict = {}
+        with caplog.at_level(logging.INFO, logger="curation.dedup.verify"):
+            caplog.clear()
+            edges = verified_edges(bucket_members(sigs), shingles, 0.7, 4, 10**9, checkpoint,
+                                   stats, in_task_rows=in_task)
+            rows = sorted((r["src"], r["dst"]) for r in edges.collect())
+        results.append((rows, stats))
+        assert ("in one task" in caplog.text) == bool(in_task)
+    (spark_rows, spark_stats), (task_rows, task_stats) = results
+    assert spark_stats["verify_rounds_run"] >= 3 and spark_stats["rejected_pairs"] > 0
+    assert task_rows == spark_rows and len(spark_rows) > 0
+    assert task_stats == spark_stats
