@@ -7,7 +7,10 @@ its Spark DDL come from the registry's entries.
 
 from __future__ import annotations
 
+import pyarrow as pa
+
 from curation.config import CurationConfig
+from curation.io.arrow_parquet import read_files
 from curation.scorers.base import Scorer
 from curation.scorers.model_shipping import resolve_models
 from curation.scorers.registry import annotation_schema, build_scorers, score_batch, spark_ddl
@@ -30,3 +33,28 @@ def annotate_batches(batches, cfg: CurationConfig, shipped: dict[str, str] | Non
     schema = annotation_schema(scorers)
     for batch in batches:
         yield score_batch(scorers, batch, schema)
+
+
+# what the annotation pass reads of each valid document
+DOCUMENT_COLUMNS = ["id", "source", "domain", "text", "meta"]
+
+
+def valid_documents(paths):
+    """mapInArrow body: the valid documents (`DOCUMENT_COLUMNS`) of the `validated` files
+    named in `paths`, read by this task."""
+    import pyarrow.compute as pc
+
+    for batch in read_files(paths, [*DOCUMENT_COLUMNS, "kind", "q_reason"]):
+        keep = pc.and_(pc.equal(batch.column("kind"), "doc"), pc.is_null(batch.column("q_reason")))
+        docs = batch.filter(keep).select(DOCUMENT_COLUMNS)
+        if docs.num_rows:
+            yield docs
+
+
+def with_priority(batches, order: list[str]):
+    """The batches plus `prio`: the source's rank in `order` (`source_priority`), or
+    len(order) for any other source (the Spark expression of `_annotated`, in Python)."""
+    rank = {src: i for i, src in enumerate(order)}  # a source listed twice: its last rank
+    for batch in batches:
+        prio = [rank.get(s, len(order)) for s in batch.column("source").to_pylist()]
+        yield batch.append_column("prio", pa.array(prio, pa.int32()))

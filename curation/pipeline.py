@@ -16,11 +16,16 @@ import logging
 import time
 from pathlib import Path
 
-import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from curation.annotate import annotate_batches, annotation_ddl
+from curation.annotate import (
+    DOCUMENT_COLUMNS,
+    annotate_batches,
+    annotation_ddl,
+    valid_documents,
+    with_priority,
+)
 from curation.broadcast_small import broadcast_if_small
 from curation.config import CurationConfig
 from curation.dedup.connected_components import connected_components
@@ -32,7 +37,7 @@ from curation.dedup.minhash import ShingleSpec
 from curation.dedup.verify import candidate_shingles, verified_edges
 from curation.errors import JobFailed, is_spark_error, root_cause
 from curation.filters.runner import rule_names
-from curation.io.arrow_parquet import SUMMARY_DDL, arrow_filesystem, read_files, writing
+from curation.io.arrow_parquet import SUMMARY_DDL, arrow_filesystem, writing
 from curation.io.hadoop_fs import HadoopFS
 from curation.io.jsonl_splits import Split, plan_splits
 from curation.io.output_checks import check_output
@@ -61,29 +66,6 @@ log = logging.getLogger(__name__)
 PYTHON_TASKS_PER_CORE = 8
 # Up to this many repeated ids (~100 MB of ids and input positions) are broadcast.
 BROADCAST_REPEATED_IDS = 2_000_000
-# what the annotation pass reads of each valid document
-DOCUMENT_COLUMNS = ["id", "source", "domain", "text", "meta"]
-
-
-def valid_documents(paths):
-    """mapInArrow body: the valid documents (`DOCUMENT_COLUMNS`) of the `validated` files
-    named in `paths`, read by this task."""
-    import pyarrow.compute as pc
-
-    for batch in read_files(paths, [*DOCUMENT_COLUMNS, "kind", "q_reason"]):
-        keep = pc.and_(pc.equal(batch.column("kind"), "doc"), pc.is_null(batch.column("q_reason")))
-        docs = batch.filter(keep).select(DOCUMENT_COLUMNS)
-        if docs.num_rows:
-            yield docs
-
-
-def with_priority(batches, order: list[str]):
-    """The batches plus `prio`: the source's rank in `order` (`source_priority`), or
-    len(order) for any other source (the Spark expression of `_annotated`, in Python)."""
-    rank = {src: i for i, src in enumerate(order)}  # a source listed twice: its last rank
-    for batch in batches:
-        prio = [rank.get(s, len(order)) for s in batch.column("source").to_pylist()]
-        yield batch.append_column("prio", pa.array(prio, pa.int32()))
 
 
 def code_version() -> str:
@@ -220,10 +202,9 @@ class CurationJob:
                 annotate_batches(valid_documents(it), cfg, shipped, entries), order))
             return sum(r["rows"] for r in paths.mapInArrow(
                 writing(body, self.fs.qualify(tmp), "annotated"), SUMMARY_DDL).collect())
-        else:
-            valid = validated.where(F.col("q_reason").isNull())
-            notes = valid.select(*DOCUMENT_COLUMNS).mapInArrow(
-                python_timed(lambda it: annotate_batches(it, cfg, shipped, entries)), ddl)
+        valid = validated.where(F.col("q_reason").isNull())
+        notes = valid.select(*DOCUMENT_COLUMNS).mapInArrow(
+            python_timed(lambda it: annotate_batches(it, cfg, shipped, entries)), ddl)
         prio = F.lit(len(self.cfg.source_priority))
         for i, src in enumerate(self.cfg.source_priority):
             prio = F.when(F.col("source") == src, F.lit(i)).otherwise(prio)

@@ -72,7 +72,7 @@ def write_parquet(df: DataFrame, path: str, sort_by: list[str], *, partition_by:
     if direct:  # written by pyarrow: nothing to re-encode
         return
     files = [f for f in fs.list_files(path) if f.endswith(".parquet")]
-    # small files (an empty quarantine, the dedup decisions) are re-encoded here: a Spark
+    # small files (a partition of few rows, a Spark-written quarantine) are re-encoded here: a Spark
     # task for one would cost more than the file (a Python worker to start, ~1 s)
     large = []
     for f in files:
