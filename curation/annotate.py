@@ -53,7 +53,7 @@ def valid_documents(paths):
 
 def with_priority(batches, order: list[str]):
     """The batches plus `prio`: the source's rank in `order` (`source_priority`), or
-    len(order) for any other source (the Spark expression of `_annotated`, in Python)."""
+    len(order) for any other source (the keeper order's second key)."""
     rank = {src: i for i, src in enumerate(order)}  # a source listed twice: its last rank
     for batch in batches:
         prio = [rank.get(s, len(order)) for s in batch.column("source").to_pylist()]

@@ -193,22 +193,20 @@ class CurationJob:
         if self.mode == "dedup":
             entries = tuple(e for e in registry.ENTRIES if e not in QUALITY_ENTRIES)
         self.shipped_models = shipped = ship_models(self.spark.sparkContext, cfg)
-        ddl = annotation_ddl(cfg, entries)
+        ddl = f"{annotation_ddl(cfg, entries)}, prio int"
+        order = list(self.cfg.source_priority)
+
+        def annotate(docs):
+            return with_priority(annotate_batches(docs, cfg, shipped, entries), order)
+
         if files:
             tasks = min(len(files), self.spark.sparkContext.defaultParallelism * PYTHON_TASKS_PER_CORE)
             paths = spread_rows(self.spark, [(f,) for f in files], "path string", tasks)
-            order = list(self.cfg.source_priority)
-            body = python_timed(lambda it: with_priority(
-                annotate_batches(valid_documents(it), cfg, shipped, entries), order))
+            body = python_timed(lambda it: annotate(valid_documents(it)))
             return sum(r["rows"] for r in paths.mapInArrow(
                 writing(body, self.fs.qualify(tmp), "annotated"), SUMMARY_DDL).collect())
         valid = validated.where(F.col("q_reason").isNull())
-        notes = valid.select(*DOCUMENT_COLUMNS).mapInArrow(
-            python_timed(lambda it: annotate_batches(it, cfg, shipped, entries)), ddl)
-        prio = F.lit(len(self.cfg.source_priority))
-        for i, src in enumerate(self.cfg.source_priority):
-            prio = F.when(F.col("source") == src, F.lit(i)).otherwise(prio)
-        return notes.withColumn("prio", prio)
+        return valid.select(*DOCUMENT_COLUMNS).mapInArrow(python_timed(annotate), ddl)
 
     def _exact(self, annotated: DataFrame) -> DataFrame:
         quality = (F.col("quality_score") if "quality_score" in annotated.columns  # not in dedup mode
@@ -318,7 +316,7 @@ class CurationJob:
                                   self.cfg.input_split_mb << 20)
         store = StageStore(self.spark, f"{self.output}/_stages", self._fingerprint(), lock)
         read_info: dict = {}
-        # the parsing tasks write `validated` with pyarrow where it can open the output
+        # the Python tasks write (and read) stage files with pyarrow where it opens the output
         tasks_write = arrow_filesystem(self.fs.qualify(self.output)) is not None
         validated = store.stage("validated", self._validated, read_info, self._check_read,
                                 writes_itself=tasks_write)
@@ -329,7 +327,7 @@ class CurationJob:
                                         repeated, repeated_info.get("rows"))
         python_tasks = self.spark.sparkContext.defaultParallelism * PYTHON_TASKS_PER_CORE
         files = None
-        if repeated_info.get("rows") == 0 and arrow_filesystem(self.fs.qualify(self.output)):
+        if repeated_info.get("rows") == 0 and tasks_write:
             files = [f for f in self.fs.list_files(f"{store.root}/validated")
                      if f.endswith(".parquet") and not f.rsplit("/", 1)[-1].startswith((".", "_"))]
         annotated = store.stage("annotated", lambda *tmp: self._annotated(validated, files, *tmp),

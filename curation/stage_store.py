@@ -62,7 +62,7 @@ class StageStore:
     def is_done(self, name: str) -> bool:
         return self._read_marker(name) is not None
 
-    def stage(self, name: str, build: Callable[..., DataFrame | None], info: dict | None = None,
+    def stage(self, name: str, build: Callable[..., DataFrame | int], info: dict | None = None,
               check: Callable[[DataFrame, dict], None] | None = None,
               min_read_tasks: int | None = None, writes_itself: bool = False) -> DataFrame:
         """Return stage `name`'s output, computing it with `build()` unless already done.

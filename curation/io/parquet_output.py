@@ -47,9 +47,10 @@ def write_parquet(df: DataFrame, path: str, sort_by: list[str], *, partition_by:
         # bounds of range partitioning) does not depend on how the input was partitioned
         out = df.repartition(files, *sort_by) if files > 1 else df.repartition(1)
         out = out.sortWithinPartitions(*sort_by)
-        direct = arrow_filesystem(fs.qualify(tmp)) is not None
+        uri = fs.qualify(tmp)
+        direct = arrow_filesystem(uri) is not None
         if direct:
-            write_with_arrow(out, fs.qualify(tmp))
+            write_with_arrow(out, uri)
         else:
             out.write.mode("overwrite").parquet(tmp)
     # rename part files deterministically within each directory
@@ -89,10 +90,10 @@ def _reencode(uri: str) -> None:
     import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
-    try:
-        filesystem, path = pafs.FileSystem.from_uri(uri)
-    except Exception:  # a scheme pyarrow cannot open (e.g. no libhdfs): keep Spark's file
+    opened = arrow_filesystem(uri)
+    if opened is None:  # a scheme pyarrow cannot open (e.g. no libhdfs): keep Spark's file
         return
+    filesystem, path = opened
     table = pq.read_table(path, filesystem=filesystem)
     tmp = path + ".reencode"
     pq.write_table(table, tmp, filesystem=filesystem, compression="snappy")

@@ -45,7 +45,7 @@ class DedupKeys(Scorer):
         d = cfg.dedup
         self.near = d.near
         self.spec = ShingleSpec(d.shingle, d.ngram)
-        params = lsh_params_for(d)
+        self.params = params = lsh_params_for(d)
         self.hasher = MinHasher(d.num_perm, d.seed, keep=params.bands * params.rows)
 
     def score(self, batch: DocBatch) -> dict[str, list]:
@@ -57,7 +57,7 @@ class DedupKeys(Scorer):
             return out
         kept = [i for i, r in enumerate(batch.columns["removed_by"]) if r is None]
         hashes, offsets = shingle_hashes([normalised[i] for i in kept], self.spec)
-        params = lsh_params_for(self.cfg.dedup)
+        params = self.params
         bands = band_hashes(self.hasher.signatures(hashes, offsets), params)
         has = np.zeros(n, dtype=bool)
         has[np.asarray(kept, dtype=np.int64)[np.diff(offsets) > 0]] = True
