@@ -90,6 +90,13 @@ class CurationJob:
         self.splits: list[Split] = []
         self.stats: dict = {}
         self.shipped_models: dict[str, str] = {}  # model dir -> archive shipped to executors
+        self._cached: list[DataFrame] = []  # persisted by _cache until _release
+
+    def _cache(self, df: DataFrame) -> DataFrame:
+        """Persist a small table several later queries read (per-document ids and keys, no
+        text), so each reads it instead of re-scanning and re-joining its inputs."""
+        self._cached.append(df.persist())
+        return df
 
     def _fingerprint(self) -> str:
         sig = [list(f) for f in self.files.all]
@@ -213,7 +220,7 @@ class CurationJob:
                    else F.lit(None).cast("double").alias("quality_score"))
         survivors = annotated.where(F.col("removed_by").isNull()).select(
             "id", "source", "domain", "norm_hash", quality, "prio")
-        grouped = exact_groups(survivors, self.cfg.dedup.exact)
+        grouped = self._cache(exact_groups(survivors, self.cfg.dedup.exact))  # read 4 times
         keepers = grouped.where(F.col("id") == F.col("exact_keeper_id")).select("id").orderBy("id")
         keyed = keepers.rdd.zipWithIndex().map(lambda r: (r[0][0], r[1])).toDF("id string, key long")
         return grouped.join(keyed, "id", "left").drop("norm_hash")
@@ -305,7 +312,15 @@ class CurationJob:
         check_output(self.fs, self.output, self.inputs)
         build_scorers(self.cfg)  # a missing or corrupt model fails here, before any write
         with OutputLock(self.fs, self.output) as lock:
-            return self._run(lock)
+            try:
+                return self._run(lock)
+            finally:
+                self._release()
+
+    def _release(self) -> None:
+        for df in self._cached:
+            df.unpersist()
+        self._cached.clear()
 
     def _run(self, lock: OutputLock) -> dict:
         started = time.perf_counter()
@@ -334,6 +349,7 @@ class CurationJob:
                                 min_read_tasks=python_tasks, writes_itself=bool(files))
         texts = self._texts(validated, annotated)
         exact = store.stage("exact", lambda: self._exact(annotated))
+        self._release()
         components = None
         dedup_stats: dict = {}
         if d.near:
@@ -346,7 +362,8 @@ class CurationJob:
                 min_read_tasks=python_tasks)
             components = store.stage("components", lambda: connected_components(
                 edges, store.scratch("cc_work"), d.max_cc_iterations, dedup_stats), dedup_stats)
-        clustered = self._clustered(exact, components)
+        # read by keeper_quality and three times by assigned (at 1 GB: assigned 3.7 -> 1.9 s)
+        clustered = self._cache(self._clustered(exact, components))
         quality = None
         if self.mode == "dedup":
             quality = store.stage("keeper_quality", lambda: self._keeper_quality(clustered, texts),
