@@ -125,7 +125,7 @@ class CurationConfig(_Strict):
     decontamination: DecontaminationConfig = Field(default_factory=DecontaminationConfig, description="Removal or flagging of documents that overlap evaluation sets.")
     shuffle_partitions: int = Field(8, ge=1, description="Spark shuffle width; fixed so that outputs are byte-identical run to run.")
     output_files_per_domain: int = Field(1, ge=1, description="Parquet files per domain in the curated table.")
-    input_split_mb: int = Field(64, ge=1, description="Uncompressed JSONL files are read in byte-range splits of this size, one task each (gzip files are one split each).")
+    input_split_mb: int = Field(64, ge=1, description="Uncompressed JSONL files are read in byte-range splits of this size, gzip files whole; a parsing task reads about this many bytes (smaller files share one, so fewer when the input is small enough to leave cores idle).")
     spark: dict[str, str] = Field(default_factory=dict, description="Any `spark.*` setting, e.g. `spark.driver.memory: 8g`; `--conf KEY=VALUE` on the command line wins. Each is checked to have reached the running JVM (see curation/spark_session.py for the defaults and what they mean for input size).")
 
     @model_validator(mode="after")

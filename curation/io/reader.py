@@ -127,6 +127,34 @@ def spread_rows(spark: SparkSession, rows: list[tuple], ddl: str, n: int) -> Dat
     return spark.createDataFrame(spark.sparkContext.parallelize(rows, n), ddl)
 
 
+def task_bytes(splits: list[Split], split_bytes: int, min_tasks: int) -> int:
+    """Input bytes per parsing task: `split_bytes`, less when that would leave fewer than
+    `min_tasks` tasks (cores idle on a small input)."""
+    total = sum(s.end - s.start for s in splits)
+    return max(1, min(split_bytes, -(-total // min_tasks)))
+
+
+def split_groups(splits: list[Split], per_task: int) -> list[list[tuple]]:
+    """Consecutive splits cut into tasks of about `per_task` bytes: small files share a
+    task (a task costs ~0.1 s of Python and Spark set-up: 64 tasks of 16 MB files parsed
+    1 GB in 14.7 s on two cores, 16 tasks in 11.9 s), large splits stay one each."""
+    groups: list[list[tuple]] = []
+    size = per_task
+    for s in splits:
+        if size >= per_task:
+            groups.append([])
+            size = 0
+        groups[-1].append((s.file, s.start, s.end))
+        size += s.end - s.start
+    return groups
+
+
+def spread_groups(spark: SparkSession, groups: list[list[tuple]], ddl: str) -> DataFrame:
+    """One partition per group of rows (`spread_rows` cuts by row count instead)."""
+    rdd = spark.sparkContext.parallelize(groups, len(groups)).flatMap(lambda group: group)
+    return spark.createDataFrame(rdd, ddl)
+
+
 def read_documents(spark: SparkSession, splits: list[Split], parquet: list[str],
                    cfg: CurationConfig, write_to: str | None = None) -> DataFrame | int:
     """Every record of these inputs, parsed (valid rows have `q_reason` null), plus one
@@ -139,19 +167,17 @@ def read_documents(spark: SparkSession, splits: list[Split], parquet: list[str],
     log.info("reading %d JSONL splits and %d Parquet files", len(splits), len(parquet))
     passes = []  # (input rows, mapInArrow body, name of the pass)
     if splits:
-        rows = [(s.file, s.start, s.end) for s in splits]
-        total = sum(s.end - s.start for s in splits)
-        split_bytes = max(s.end - s.start for s in splits)
-        # enough tasks to keep every core busy, never more than one per split
-        n = min(len(rows), max(spark.sparkContext.defaultParallelism * 2, -(-total // split_bytes)))
-        table = spread_rows(spark, rows, SPLIT_DDL, n)
+        per_task = task_bytes(splits, cfg.input_split_mb << 20,
+                              spark.sparkContext.defaultParallelism * 2)
+        groups = split_groups(splits, per_task)
+        table = spread_groups(spark, groups, SPLIT_DDL)
         serial = [s for s in splits if is_gzip(s.file) and s.end - s.start > split_bytes_gz(cfg)]
         if not serial:  # byte-range splits (or small gzip files): read and parse in one task
             passes.append((table, lambda it: read_splits(it, cfg), "jsonl"))
         else:  # a large gzip file is one reading task: spread its lines before parsing
             lines = table.mapInArrow(python_timed(lambda it: read_split_records(it, cfg)),
                                      RAW_DDL)
-            width = max(n, spark.sparkContext.defaultParallelism * PARSE_TASKS_PER_CORE)
+            width = max(len(groups), spark.sparkContext.defaultParallelism * PARSE_TASKS_PER_CORE)
             log.info("%d gzip file(s) over %d MB compressed: repartitioning their lines into "
                      "%d parsing tasks", len(serial), split_bytes_gz(cfg) >> 20, width)
             spread = lines.repartition(width, "file", "block", "pos")
