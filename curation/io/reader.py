@@ -121,9 +121,9 @@ def parquet_row_counts(spark: SparkSession, parquet: list[str]) -> dict[str, int
 
 
 def spread_rows(spark: SparkSession, rows: list[tuple], ddl: str, n: int) -> DataFrame:
-    """A small driver-side table (splits, file names) as `n` partitions of consecutive
-    rows: sliced where it is created, not shuffled (a `repartition` cost a Spark job,
-    ~0.9 s as the job's first)."""
+    """A small driver-side table (e.g. file names) as `n` partitions of consecutive rows:
+    sliced where it is created, not shuffled (a `repartition` cost a Spark job, ~0.9 s as
+    the job's first). `spread_groups` places the rows by given groups instead."""
     return spark.createDataFrame(spark.sparkContext.parallelize(rows, n), ddl)
 
 
