@@ -93,7 +93,7 @@ class CurationJob:
         self._cached: list[DataFrame] = []  # persisted by _cache until _release
 
     def _cache(self, df: DataFrame) -> DataFrame:
-        """Persist a small table several later queries read (per-document ids and keys, no
+        """Persist a narrow table several later queries read (per-document ids and keys, no
         text), so each reads it instead of re-scanning and re-joining its inputs."""
         self._cached.append(df.persist())
         return df

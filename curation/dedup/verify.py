@@ -160,17 +160,16 @@ def late_rounds(batches, threshold: float, rounds: int):
 
 def verified_edges(members: DataFrame, shingles: DataFrame | None, threshold: float,
                    rounds: int, max_pairs: int, checkpoint, stats: dict,
-                   in_task_rows: int | None = None) -> DataFrame:
+                   in_task_rows: int = IN_TASK_ROWS) -> DataFrame:
     """Edges (src, dst) that survive verification (all star edges when `shingles` is None).
     Once at most `in_task_rows` member rows fail a round, the rest run in one task
-    (`late_rounds`; default `IN_TASK_ROWS`; 0: every round in Spark).
+    (`late_rounds`; 0: every round in Spark).
 
     `shingles`: (key, shingle set), e.g. `candidate_shingles(...)`, unevaluated: it is
     materialised here, once.
 
     `checkpoint(name, df)` materialises an intermediate result (lineage stays short).
     """
-    in_task_rows = IN_TASK_ROWS if in_task_rows is None else in_task_rows
     if shingles is None:
         edges = star_candidates(members).select(F.col("key").alias("src"), F.col("root").alias("dst"))
         edges = checkpoint("edges_unverified", edges.distinct())

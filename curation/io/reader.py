@@ -120,13 +120,6 @@ def parquet_row_counts(spark: SparkSession, parquet: list[str]) -> dict[str, int
     return {r["f"]: int(r["count"]) for r in df.groupBy("f").count().collect()}
 
 
-def spread_rows(spark: SparkSession, rows: list[tuple], ddl: str, n: int) -> DataFrame:
-    """A small driver-side table (e.g. file names) as `n` partitions of consecutive rows:
-    sliced where it is created, not shuffled (a `repartition` cost a Spark job, ~0.9 s as
-    the job's first). `spread_groups` places the rows by given groups instead."""
-    return spark.createDataFrame(spark.sparkContext.parallelize(rows, n), ddl)
-
-
 def parse_tasks(splits: list[Split], split_bytes: int, min_tasks: int) -> int:
     """How many parsing tasks: one per `split_bytes` of input, at least `min_tasks` (cores
     idle on a small input), at most one per split."""
@@ -149,9 +142,16 @@ def split_groups(splits: list[Split], tasks: int) -> list[list[tuple]]:
 
 
 def spread_groups(spark: SparkSession, groups: list[list[tuple]], ddl: str) -> DataFrame:
-    """One partition per group of rows (`spread_rows` cuts by row count instead)."""
+    """A small driver-side table as one partition per group of rows: placed where it is
+    created, not shuffled (a `repartition` cost a Spark job, ~0.9 s as the job's first)."""
     rdd = spark.sparkContext.parallelize(groups, len(groups)).flatMap(lambda group: group)
     return spark.createDataFrame(rdd, ddl)
+
+
+def spread_rows(spark: SparkSession, rows: list[tuple], ddl: str, n: int) -> DataFrame:
+    """`rows` as `n` partitions of consecutive rows (`spread_groups` by row count)."""
+    return spread_groups(spark, [rows[i * len(rows) // n:(i + 1) * len(rows) // n]
+                                 for i in range(n)], ddl)
 
 
 def read_documents(spark: SparkSession, splits: list[Split], parquet: list[str],

@@ -45,8 +45,8 @@ class DedupKeys(Scorer):
         d = cfg.dedup
         self.near = d.near
         self.spec = ShingleSpec(d.shingle, d.ngram)
-        self.params = params = lsh_params_for(d)
-        self.hasher = MinHasher(d.num_perm, d.seed, keep=params.bands * params.rows)
+        self.params = lsh_params_for(d)
+        self.hasher = MinHasher(d.num_perm, d.seed, keep=self.params.bands * self.params.rows)
 
     def score(self, batch: DocBatch) -> dict[str, list]:
         normalised = [normalize_for_hashing(t) for t in batch.texts]
@@ -57,15 +57,14 @@ class DedupKeys(Scorer):
             return out
         kept = [i for i, r in enumerate(batch.columns["removed_by"]) if r is None]
         hashes, offsets = shingle_hashes([normalised[i] for i in kept], self.spec)
-        params = self.params
-        bands = band_hashes(self.hasher.signatures(hashes, offsets), params)
+        bands = band_hashes(self.hasher.signatures(hashes, offsets), self.params)
         has = np.zeros(n, dtype=bool)
         has[np.asarray(kept, dtype=np.int64)[np.diff(offsets) > 0]] = True
         rows = np.zeros(n, dtype=np.int64)  # which row of `bands` each document takes
         rows[kept] = np.arange(len(kept))
         # a document without shingles (or removed) gets null bands: never a near duplicate
         offs = np.zeros(n + 1, dtype=np.int32)
-        np.cumsum(np.where(has, params.bands, 0), out=offs[1:])
+        np.cumsum(np.where(has, self.params.bands, 0), out=offs[1:])
         values = bands[rows[has]].reshape(-1)
         out["bands"] = pa.ListArray.from_arrays(pa.array(offs), pa.array(values),
                                                 mask=pa.array(~has))
