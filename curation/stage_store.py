@@ -102,7 +102,8 @@ class StageStore:
                 info.update(meta.get("info", {}))
             if meta.get("profile"):  # what the stage cost when it ran
                 self.profiles[name] = {**meta["profile"], "resumed": True}
-            return self._read(path, meta.get("schema"))
+            schema = meta.get("schema")
+            return self._read(path, schema and StructType.fromJson(schema))
         started = time.perf_counter()
         log.info("stage %s: running", name)
         info = {} if info is None else info
@@ -114,11 +115,11 @@ class StageStore:
                 rows_written = build(tmp)
             else:
                 df = build()
-                schema = as_read_back(df.schema).json()
+                schema = as_read_back(df.schema)
                 df.write.mode("overwrite").option("parquet.block.size", ROW_GROUP_BYTES).parquet(tmp)
             if check is not None:
                 written = self._read(tmp, schema)
-                schema = written.schema.json()
+                schema = written.schema
                 check(written, info)
         if writes_itself:  # files Spark did not write: not in its task metrics
             profile["records_written"] = profile.get("records_written", 0) + rows_written
@@ -126,20 +127,20 @@ class StageStore:
         self.timings[name] = round(time.perf_counter() - started, 2)
         self.profiles[name] = profile
         if schema is None:  # files the tasks wrote: Spark infers their schema, once
-            schema = self.spark.read.parquet(tmp).schema.json()
+            schema = self.spark.read.parquet(tmp).schema
         self.fs.write_text(f"{tmp}/{MARKER}", json.dumps(
             {"fingerprint": self.fingerprint, "seconds": self.timings[name], "info": info,
-             "profile": profile, "schema": schema}, sort_keys=True))
+             "profile": profile, "schema": schema.jsonValue()}, sort_keys=True))
         self.commit(tmp, path)
         log.info("stage %s: finished in %.1fs", name, self.timings[name])
         return self._read(path, schema)
 
-    def _read(self, path: str, schema: str | None) -> DataFrame:
+    def _read(self, path: str, schema: StructType | None) -> DataFrame:
         """Read a stage back. With its schema known, Spark skips inferring it (a job that
         opens a file footer: ~0.15 s of driver time per read, on the critical path)."""
         if schema is None:
             return self.spark.read.parquet(path)
-        return self.spark.read.schema(StructType.fromJson(json.loads(schema))).parquet(path)
+        return self.spark.read.schema(schema).parquet(path)
 
     @contextmanager
     def _read_tasks(self, n: int | None) -> Iterator[None]:
@@ -168,7 +169,7 @@ class StageStore:
         """A checkpoint function for iterative algorithms (materialise, read back)."""
         def checkpoint(name: str, df: DataFrame) -> DataFrame:
             path = f"{self.root}/{prefix}/{name}"
-            schema = as_read_back(df.schema).json()
+            schema = as_read_back(df.schema)
             df.write.mode("overwrite").parquet(path)
             return self._read(path, schema)
 

@@ -42,7 +42,7 @@ def test_stage_is_read_back_with_its_written_schema_without_an_inference_job(spa
     finally:
         sc._jsc.clearJobGroup()
     marker = json.loads((tmp_path / "_stages" / "t" / MARKER).read_text())
-    assert marker["schema"] == spark.read.parquet(str(tmp_path / "_stages" / "t")).schema.json()
+    assert marker["schema"] == spark.read.parquet(str(tmp_path / "_stages" / "t")).schema.jsonValue()
     assert out.schema == again.schema == spark.read.parquet(str(tmp_path / "_stages" / "t")).schema
     assert sorted(map(tuple, out.collect())) == sorted(map(tuple, again.collect()))
     assert resumed_jobs == 0  # the reused stage is read without a schema-inference job
