@@ -170,9 +170,14 @@ def test_varlen_layout_matches_documents():
 
 
 @pytest.mark.slow
-def test_flex_forward_matches_reference_and_has_no_cpu_backward():
-    """Compiled flex runs forward on CPU (evaluation); torch 2.13 has no CPU flex backward."""
-    tensors = qkv(PACKED)
+@pytest.mark.parametrize(("n_kv", "head_dim"), [(2, 16), (4, 8)], ids=["gqa-16", "mha-8"])
+def test_flex_forward_matches_reference_and_has_no_cpu_backward(n_kv: int, head_dim: int):
+    """Compiled flex runs forward on CPU (evaluation); torch 2.13 has no CPU flex backward.
+
+    Narrow heads and a T (40) that is not a multiple of 16: torch's compiled CPU kernel got
+    these wrong on an AVX2 machine until heads were padded (FLEX_MIN_HEAD_DIM).
+    """
+    tensors = qkv(PACKED, n_kv=n_kv, head_dim=head_dim)
     ref_out, _ = run("sdpa", PACKED, tensors)
     layout = build_layout(PACKED, "flex")
     with torch.no_grad():

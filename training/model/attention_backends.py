@@ -13,7 +13,8 @@ what they materialise:
 - `flex_document_attention` (`flex`): compiled `flex_attention` with a document-causal
   `BlockMask`. Not the CPU default: in torch 2.13 CPU flex has no backward
   (NotImplementedError), eager flex and eager `create_block_mask` build T x T tensors, and
-  compiling takes 5-30 s per new shape. On CPU it serves forward-only evaluation.
+  compiling takes 5-30 s per new shape. On CPU it serves forward-only evaluation. Heads
+  narrower than 32 are zero-padded to 32 for the compiled kernel (see FLEX_MIN_HEAD_DIM).
 - `flash_varlen_attention`: flash-attn over `cu_seqlens` (CUDA, bf16/fp16 only).
 """
 
@@ -177,6 +178,13 @@ def flex_block_mask(segment_ids: torch.Tensor, compiled: bool = True) -> Any:
     return build(document_causal, bsz, None, seqlen, seqlen, device=doc.device)
 
 
+# Compiled flex is given heads at least this wide. torch 2.13's compiled CPU kernel returns
+# wrong values (garbage or NaN, differing run to run) for head_dim < 32 when T is not a
+# multiple of 16, measured on an AVX2 CPU (head_dim 8/16, T 8-72); NATTEN refuses compiled
+# flex below 32 for the same reason. Zero columns change no dot product and no output.
+FLEX_MIN_HEAD_DIM = 32
+
+
 def flex_document_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: Any, compiled: bool = True
 ) -> torch.Tensor:
@@ -184,9 +192,13 @@ def flex_document_attention(
     from torch.nn.attention.flex_attention import flex_attention
 
     fn = _compiled_flex()[0] if compiled else flex_attention
+    head_dim = q.shape[-1]
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+    if compiled and head_dim < FLEX_MIN_HEAD_DIM:
+        q, k, v = (F.pad(t, (0, FLEX_MIN_HEAD_DIM - head_dim)) for t in (q, k, v))
     gqa = q.shape[1] != k.shape[1]
-    return fn(q, k, v, block_mask=block_mask, enable_gqa=gqa).transpose(1, 2)
+    out = fn(q, k, v, block_mask=block_mask, scale=head_dim**-0.5, enable_gqa=gqa)
+    return out[..., :head_dim].transpose(1, 2)
 
 
 def flash_varlen_attention(
