@@ -11,12 +11,14 @@ import psutil
 TAGS = ("sharpen-sandbox-launcher", "sharpen-sandbox-runner")
 
 
-def strays(marker: str | None = None) -> list[str]:
-    """Processes anywhere on the machine from a sandbox (by its argv tags, or `marker`)."""
+def strays(marker: str | None = None, tags: bool = True) -> list[str]:
+    """Processes anywhere on the machine from a sandbox (by its argv tags, or `marker`);
+    `tags=False`: only those whose argv holds `marker` (not any sandbox's, e.g. the one
+    a previous test is still tearing down)."""
     found = []
     for p in psutil.process_iter(["pid", "cmdline"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if any(tag in cmd for tag in TAGS) or (marker and marker in cmd):
+        if (tags and any(tag in cmd for tag in TAGS)) or (marker and marker in cmd):
             found.append(f"{p.info['pid']}: {cmd[:120]}")
     return found
 
