@@ -37,3 +37,29 @@ def test_sessions_run_python_tasks_under_our_daemon(spark):
 
     rows = spark.range(0, 4, 1, 4).mapInArrow(probe, "collector string").collect()
     assert {r["collector"] for r in rows} == {"_TaskEndCollector"}
+
+
+def test_preload_imports_what_the_workers_run_and_survives_a_missing_module():
+    import subprocess
+    import sys
+
+    code = ("import gc, sys; import curation.spark_daemon as d; "
+            "done = d.preload(d.PRELOAD + ('curation.no_such_module',)); "
+            "print(done == list(d.PRELOAD), gc.get_freeze_count() > 0, "
+            "'curation.annotate' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "True"], out.stdout + out.stderr
+
+
+def test_workers_are_forked_from_a_preloaded_daemon(spark):
+    def probe(batches):
+        import gc
+
+        for _ in batches:
+            pass
+        # only a worker forked after the daemon's preload (and gc.freeze) starts with
+        # frozen objects: nothing else in a worker freezes
+        yield pa.RecordBatch.from_pylist([{"frozen": gc.get_freeze_count()}])
+
+    rows = spark.range(0, 4, 1, 4).mapInArrow(probe, "frozen long").collect()
+    assert min(r["frozen"] for r in rows) > 10_000, rows
