@@ -26,7 +26,6 @@ from curation.annotate import (
     valid_documents,
     with_priority,
 )
-from curation.background_stage import BackgroundStage
 from curation.broadcast_small import broadcast_if_small
 from curation.config import CurationConfig
 from curation.dedup.connected_components import connected_components
@@ -265,30 +264,13 @@ class CurationJob:
                                                   F.countDistinct("source").alias("n_sources"))
         return docs.join(clusters, "cluster_id")
 
-    @staticmethod
-    def _quality_candidates(exact: DataFrame, members: DataFrame | None) -> DataFrame:
-        """(id, source, domain) of every document that can end up in a multi-member cluster:
-        the copies of exact groups of several, and the copies whose exact keeper shares an
-        LSH bucket with another keeper (a component only joins keepers that share one).
-        A superset of the clustered documents (on the 1 GB benchmark corpus 51% of the
-        documents against 40%), known before the edges are: so `keeper_quality` runs
-        beside `edges` and `components` (`background_stage.py`)."""
-        docs = exact.select("id", "source", "domain", "exact_keeper_id", "exact_dup_count")
-        several = F.col("exact_dup_count") > 1
-        if members is not None:
-            bucketed = CurationJob._keys(exact).join(members.select("key"), "key", "left_semi")
-            docs = docs.join(bucketed.select(F.col("id").alias("exact_keeper_id"),
-                                             F.lit(True).alias("_bucketed")),
-                             "exact_keeper_id", "left")
-            several = several | F.col("_bucketed").isNotNull()
-        return docs.where(several).select("id", "source", "domain")
-
-    def _keeper_quality(self, candidates: DataFrame, texts: DataFrame) -> DataFrame:
-        """Dedup mode: (id, quality_score) of the documents that may share a cluster, the
+    def _keeper_quality(self, clustered: DataFrame, texts: DataFrame) -> DataFrame:
+        """Dedup mode: (id, quality_score) of the documents of multi-member clusters, the
         only ones whose score can change a keeper."""
         cfg = self._annotation_cfg()
         shipped = ship_models(self.spark.sparkContext, cfg)  # also when annotated resumed
-        return clustered_quality(candidates, texts, cfg, shipped)
+        docs = clustered.where(F.col("cluster_size") > 1).select("id", "source", "domain")
+        return clustered_quality(docs, texts, cfg, shipped)
 
     @staticmethod
     def _assigned(clustered: DataFrame, quality: DataFrame | None) -> DataFrame:
@@ -370,31 +352,22 @@ class CurationJob:
         self._release()
         components = None
         dedup_stats: dict = {}
-        members = store.stage("members", lambda: bucket_members(
-            self._keeper_bands(exact, annotated))) if d.near else None
-        quality = None
-        if self.mode == "dedup":  # beside edges and components: it needs neither
-            quality = BackgroundStage(
-                self.spark.sparkContext, store.profiler.group("keeper_quality"),
-                lambda: store.stage("keeper_quality", lambda: self._keeper_quality(
-                    self._quality_candidates(exact, members), texts), min_read_tasks=python_tasks))
-        try:
-            if d.near:
-                edges = store.stage("edges", lambda: verified_edges(
-                    members, self._candidate_shingles(members, exact, texts) if d.verify else None,
-                    d.threshold, d.verify_rounds, d.verify_max_pairs,
-                    store.scratch("edges_work"), dedup_stats), dedup_stats,
-                    min_read_tasks=python_tasks)
-                components = store.stage("components", lambda: connected_components(
-                    edges, store.scratch("cc_work"), d.max_cc_iterations, dedup_stats), dedup_stats)
-        except BaseException:
-            if quality is not None:
-                quality.cancel()
-            raise
-        # read three times by assigned (at 1 GB: assigned 3.7 -> 1.9 s)
+        if d.near:
+            members = store.stage("members", lambda: bucket_members(
+                self._keeper_bands(exact, annotated)))
+            edges = store.stage("edges", lambda: verified_edges(
+                members, self._candidate_shingles(members, exact, texts) if d.verify else None,
+                d.threshold, d.verify_rounds, d.verify_max_pairs,
+                store.scratch("edges_work"), dedup_stats), dedup_stats,
+                min_read_tasks=python_tasks)
+            components = store.stage("components", lambda: connected_components(
+                edges, store.scratch("cc_work"), d.max_cc_iterations, dedup_stats), dedup_stats)
+        # read by keeper_quality and three times by assigned (at 1 GB: assigned 3.7 -> 1.9 s)
         clustered = self._cache(self._clustered(exact, components))
-        if quality is not None:
-            quality = quality.result()
+        quality = None
+        if self.mode == "dedup":
+            quality = store.stage("keeper_quality", lambda: self._keeper_quality(clustered, texts),
+                                  min_read_tasks=python_tasks)
         assigned = store.stage("assigned", lambda: self._assigned(clustered, quality))
         quality = write_outputs(self, validated, annotated, assigned, texts, commit=store.commit)
         self.stats = build_stats(self, validated, read_info["files"], annotated, assigned,

@@ -54,10 +54,6 @@ DEFAULT_CONF = {
     # pyspark's daemon with a young-generation collection after each task instead of a full
     # one (~9% of a 1 GB dedup job's CPU): curation/spark_daemon.py
     "spark.python.daemon.module": "curation.spark_daemon",
-    # a stage run beside the main thread's (`background_stage.py`) gets the task slots
-    # the main stages leave idle, instead of queueing behind or ahead of them
-    "spark.scheduler.mode": "FAIR",
-    "spark.scheduler.allocation.file": (Path(__file__).parent / "scheduler_pools.xml").as_uri(),
 }
 
 _LOG4J = """\

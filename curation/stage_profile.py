@@ -16,7 +16,6 @@ Python workers, and its size is that of the input files.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,16 +25,15 @@ import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
-# The accumulator of the stage being measured by this driver thread (none outside a
-# stage): per thread, since a stage may run beside another (`background_stage.py`).
-_local = threading.local()
+# The accumulator of the stage being measured on this driver (None outside a stage).
+_current: object | None = None
 
 
 def python_timed(body: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
                  ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """Wrap a mapInArrow body so the Python worker's CPU seconds count towards the stage
     being measured when the DataFrame is built (unchanged outside a measured stage)."""
-    acc = getattr(_local, "current", None)
+    acc = _current
     if acc is None:
         return body
 
@@ -69,23 +67,20 @@ class StageProfiler:
         self.sc = spark.sparkContext
         self.run_id = uuid.uuid4().hex[:8]
 
-    def group(self, name: str) -> str:
-        """The Spark job group of stage `name` (thread-local, like any job group)."""
-        return f"sharpen-{self.run_id}-{name}"
-
     @contextmanager
     def measure(self, name: str) -> Iterator[dict]:
         """`with profiler.measure("exact") as profile:` ... profile holds the numbers after."""
-        group = self.group(name)
+        global _current
+        group = f"sharpen-{self.run_id}-{name}"
         self.sc.setJobGroup(group, f"sharpen stage {name}", False)
         python_cpu = self.sc.accumulator(0.0)
         profile: dict = {}
-        started, outer = time.perf_counter(), getattr(_local, "current", None)
-        _local.current = python_cpu
+        started, outer = time.perf_counter(), _current
+        _current = python_cpu
         try:
             yield profile
         finally:
-            _local.current = outer
+            _current = outer
             self.sc._jsc.clearJobGroup()
             profile["wall_s"] = round(time.perf_counter() - started, 3)
             profile.update(self._metrics(group))

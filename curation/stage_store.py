@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -61,11 +60,6 @@ class StageStore:
         self.profiles: dict[str, dict] = {}  # Spark task metrics per stage (stage_profile)
         self.resumed: list[str] = []
         self.profiler = StageProfiler(spark)
-        # `spark.sql.files.minPartitionNum` is a session setting, and a stage may run beside
-        # another (`background_stage.py`): the stages that ask for one share it
-        self._read_lock = threading.Lock()
-        self._read_wants: list[int] = []
-        self._read_before: str | None = None
 
     def _marker(self, name: str) -> str:
         return f"{self.root}/{name}/{MARKER}"
@@ -150,30 +144,19 @@ class StageStore:
 
     @contextmanager
     def _read_tasks(self, n: int | None) -> Iterator[None]:
-        """`spark.sql.files.minPartitionNum = n` while the stage runs. Stages running side by
-        side share the setting (the largest asked for, until the last ends); a stage that
-        asks for none may then see it too: it changes how files split into read tasks,
-        never which rows a query reads."""
         key = "spark.sql.files.minPartitionNum"
         if n is None:
             yield
             return
-        with self._read_lock:
-            if not self._read_wants:
-                self._read_before = self.spark.conf.get(key, None)
-            self._read_wants.append(n)
-            self.spark.conf.set(key, str(max(self._read_wants)))
+        before = self.spark.conf.get(key, None)
+        self.spark.conf.set(key, str(n))
         try:
             yield
         finally:
-            with self._read_lock:
-                self._read_wants.remove(n)
-                if self._read_wants:
-                    self.spark.conf.set(key, str(max(self._read_wants)))
-                elif self._read_before is None:
-                    self.spark.conf.unset(key)
-                else:
-                    self.spark.conf.set(key, self._read_before)
+            if before is None:
+                self.spark.conf.unset(key)
+            else:
+                self.spark.conf.set(key, before)
 
     def commit(self, tmp: str, path: str) -> None:
         """Replace `path` by the finished `tmp` (a rename), while holding the output lock."""
