@@ -6,9 +6,10 @@ and a cheap collection at the end of each task.
 - **Preloading.** pyspark's daemon forks one worker per concurrent task (and again
   whenever a worker cannot be reused, e.g. after `first()` stopped reading its output).
   Each fresh worker imported pyarrow, numpy and the curation modules our UDFs use
-  (~0.8-1.3 s of CPU) before its first batch: on the critical path of each stage's first
-  wave (a 180 MB `curate dedup` parsed its first two splits in ~5 s, the rest in ~1.5 s)
-  and paid again by every re-forked worker. Here the daemon imports them once and forks
+  (~0.8-1.3 s of CPU) before its first batch, on the critical path of the stage that
+  forked it, and again in every re-forked worker (1 GB `curate dedup`, `local[2]`: job
+  ~150 s without, ~145 s with; the first parse wave's other warm-up, the JVM's first
+  queries, stays). Here the daemon imports them once and forks
   workers that already have them; `gc.freeze()` then moves those objects out of the
   collector's view, so no worker's collections walk (or copy-on-write) them.
 - **Task-end collection.** pyspark's daemon runs a full `gc.collect()` in a reused worker
@@ -32,6 +33,8 @@ import importlib
 import logging
 
 import pyspark.daemon as _daemon
+
+log = logging.getLogger(__name__)
 
 # What the Python workers of a curation job run: the parsing, annotation, dedup and
 # output-writing UDFs and the worker loop itself. Native model packages (fastText, KenLM)
@@ -57,7 +60,7 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> list[str]:
             importlib.import_module(name)
             done.append(name)
         except Exception as e:  # never stop the daemon: the worker pays the import itself
-            logging.getLogger(__name__).warning("daemon preload of %s failed: %s", name, e)
+            log.warning("daemon preload of %s failed: %s", name, e)
     gc.collect()
     gc.freeze()
     return done

@@ -1,5 +1,6 @@
 """The Python worker daemon our sessions use (curation/spark_daemon.py): Spark's own,
-with a young-generation collection after each task instead of a full one."""
+with our modules imported before it forks workers and a young-generation collection
+after each task instead of a full one."""
 
 from __future__ import annotations
 
