@@ -79,23 +79,58 @@ def candidate_shingles(members: DataFrame, keys: DataFrame, texts: DataFrame,
     return docs.mapInArrow(python_timed(lambda it: shingle_set_batches(it, spec)), SHINGLES_DDL)
 
 
+def set_intersection(u: np.ndarray, v: np.ndarray) -> int:
+    """|u & v| of two sorted arrays of distinct values: one stable sort of the two runs
+    (numpy merges them in linear time, where `np.intersect1d` sorts from scratch: 3.6x
+    slower on 1,000-shingle sets) and a count of the values that appear twice."""
+    both = np.concatenate((u, v))
+    both.sort(kind="stable")
+    return int(np.count_nonzero(both[1:] == both[:-1]))
+
+
 def jaccard(x: bytes | None, y: bytes | None) -> float:
     """Exact Jaccard of two shingle sets (sorted distinct little-endian uint32 bytes)."""
     u = np.frombuffer(x or b"", dtype="<u4")
     v = np.frombuffer(y or b"", dtype="<u4")
     union = u.size + v.size
-    inter = np.intersect1d(u, v, assume_unique=True).size if union else 0
-    return inter / (union - inter) if union else 0.0
+    if not union:
+        return 0.0
+    inter = set_intersection(u, v)
+    return inter / (union - inter)
+
+
+def _set_views(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, starts, ends) of a binary column of shingle sets, read in place from its
+    Arrow buffers (no bytes object per row); a null row is an empty set."""
+    wide = pa.types.is_large_binary(column.type)
+    kind = np.dtype(np.int64 if wide else np.int32)
+    _, offsets, data = column.buffers()
+    n = len(column)
+    offs = np.frombuffer(offsets, dtype=kind, count=n + 1,
+                         offset=column.offset * kind.itemsize)
+    if offs[-1] % 4 or (offs[:-1] % 4).any():
+        raise ValueError("a shingle set is not a whole number of uint32 values")
+    values = np.frombuffer(data, dtype="<u4", count=int(offs[-1]) // 4) if offs[-1] else \
+        np.empty(0, dtype="<u4")
+    starts, ends = offs[:-1] // 4, offs[1:] // 4
+    if column.null_count:
+        nulls = column.is_null().to_numpy(zero_copy_only=False)
+        ends = np.where(nulls, starts, ends)
+    return values, starts, ends
 
 
 def jaccard_batches(batches):
     """mapInArrow body: (src, dst, a, b) -> (src, dst, jaccard)."""
     for batch in batches:
-        sa = batch.column("a").to_pylist()
-        sb = batch.column("b").to_pylist()
-        out = np.empty(len(sa), dtype=np.float64)
-        for i, (x, y) in enumerate(zip(sa, sb, strict=True)):  # per pair, not per shingle
-            out[i] = jaccard(x, y)
+        va, sa, ea = _set_views(batch.column("a"))
+        vb, sb, eb = _set_views(batch.column("b"))
+        out = np.zeros(batch.num_rows, dtype=np.float64)
+        for i in range(batch.num_rows):  # per pair, not per shingle
+            u, v = va[sa[i]:ea[i]], vb[sb[i]:eb[i]]
+            union = u.size + v.size
+            if union:
+                inter = set_intersection(u, v)
+                out[i] = inter / (union - inter)
         yield pa.RecordBatch.from_arrays(
             [batch.column("src"), batch.column("dst"), pa.array(out)],
             names=["src", "dst", "jaccard"],
