@@ -54,8 +54,9 @@ def build_stats(job, validated: DataFrame, files: dict[str, dict], annotated: Da
         F.sum(multi.cast("long")).alias("multi"),
         F.sum(F.when(multi, F.col("cluster_size"))).alias("in_multi")).collect()
     dup = {r["reason"]: int(r["n"]) for r in decided if not r["keep"]}
-    kept_rows = [r for r in decided if r["keep"]]  # one row: a kept document has no reason
-    kept = sum(int(r["n"]) for r in kept_rows)
+    # a kept document has no reason, so one row (a second would fail the reconciliation)
+    kept_row = next((r for r in decided if r["keep"]), None)
+    kept = int(kept_row["n"]) if kept_row else 0
     n_quar = sum(quarantined.values())
     n_filter = sum(by_rule.values())
     n_exact, n_near = dup.get("exact_dup", 0), dup.get("near_dup", 0)
@@ -63,8 +64,7 @@ def build_stats(job, validated: DataFrame, files: dict[str, dict], annotated: Da
     if n_in != kept + removed + n_quar:
         raise RuntimeError(
             f"counts do not reconcile: in={n_in} kept={kept} removed={removed} quarantined={n_quar}")
-    sizes = (max((r["largest"] or 0 for r in kept_rows), default=0),
-             sum(r["multi"] or 0 for r in kept_rows), sum(r["in_multi"] or 0 for r in kept_rows))
+    sizes = (kept_row["largest"], kept_row["multi"], kept_row["in_multi"]) if kept_row else (0, 0, 0)
     kept_by_domain = {}
     if job.mode == "full":
         kept_by_domain = _counts(assigned.where(F.col("keep")).join(

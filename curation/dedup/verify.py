@@ -88,15 +88,18 @@ def set_intersection(u: np.ndarray, v: np.ndarray) -> int:
     return int(np.count_nonzero(both[1:] == both[:-1]))
 
 
-def jaccard(x: bytes | None, y: bytes | None) -> float:
-    """Exact Jaccard of two shingle sets (sorted distinct little-endian uint32 bytes)."""
-    u = np.frombuffer(x or b"", dtype="<u4")
-    v = np.frombuffer(y or b"", dtype="<u4")
+def set_jaccard(u: np.ndarray, v: np.ndarray) -> float:
+    """Exact Jaccard of two sorted arrays of distinct values (0 for two empty sets)."""
     union = u.size + v.size
     if not union:
         return 0.0
     inter = set_intersection(u, v)
     return inter / (union - inter)
+
+
+def jaccard(x: bytes | None, y: bytes | None) -> float:
+    """Exact Jaccard of two shingle sets (sorted distinct little-endian uint32 bytes)."""
+    return set_jaccard(np.frombuffer(x or b"", dtype="<u4"), np.frombuffer(y or b"", dtype="<u4"))
 
 
 def _set_views(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -124,13 +127,8 @@ def jaccard_batches(batches):
     for batch in batches:
         va, sa, ea = _set_views(batch.column("a"))
         vb, sb, eb = _set_views(batch.column("b"))
-        out = np.zeros(batch.num_rows, dtype=np.float64)
-        for i in range(batch.num_rows):  # per pair, not per shingle
-            u, v = va[sa[i]:ea[i]], vb[sb[i]:eb[i]]
-            union = u.size + v.size
-            if union:
-                inter = set_intersection(u, v)
-                out[i] = inter / (union - inter)
+        out = np.fromiter((set_jaccard(va[sa[i]:ea[i]], vb[sb[i]:eb[i]])  # per pair
+                           for i in range(batch.num_rows)), dtype=np.float64, count=batch.num_rows)
         yield pa.RecordBatch.from_arrays(
             [batch.column("src"), batch.column("dst"), pa.array(out)],
             names=["src", "dst", "jaccard"],
