@@ -29,7 +29,7 @@ from curation.annotate import (
 from curation.broadcast_small import broadcast_if_small
 from curation.config import CurationConfig
 from curation.dedup.connected_components import connected_components
-from curation.dedup.exact import exact_groups, keeper_order
+from curation.dedup.exact import exact_groups, keeper_order, ranked_keys
 from curation.dedup.keeper_quality import clustered_quality
 from curation.dedup.lsh import bucket_members
 from curation.dedup.lsh_params import lsh_params_for
@@ -221,8 +221,8 @@ class CurationJob:
         survivors = annotated.where(F.col("removed_by").isNull()).select(
             "id", "source", "domain", "norm_hash", quality, "prio")
         grouped = self._cache(exact_groups(survivors, self.cfg.dedup.exact))  # read 4 times
-        keepers = grouped.where(F.col("id") == F.col("exact_keeper_id")).select("id").orderBy("id")
-        keyed = keepers.rdd.zipWithIndex().map(lambda r: (r[0][0], r[1])).toDF("id string, key long")
+        keepers = grouped.where(F.col("id") == F.col("exact_keeper_id")).select("id")
+        keyed = ranked_keys(keepers, self.cfg.shuffle_partitions, self._cache)
         return grouped.join(keyed, "id", "left").drop("norm_hash")
 
     @staticmethod

@@ -277,7 +277,8 @@ def verified_edges(members: DataFrame, shingles: DataFrame | None, threshold: fl
                 accepted.append(late.where(F.col("src").isNotNull()).select("src", "dst"))
                 break
     stats.update(totals)
-    out = members.sparkSession.createDataFrame([], "src long, dst long")
+    # an empty start built in the JVM (`createDataFrame([])` runs a Python RDD task)
+    out = members.sparkSession.range(0).select(*(F.lit(None).cast("long").alias(c) for c in ("src", "dst")))
     for a in accepted:
         out = out.unionByName(a)
     edges = checkpoint("edges", out.distinct())
