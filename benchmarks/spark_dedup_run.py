@@ -85,7 +85,7 @@ def _child(argv: list[str]) -> int:
         data["shuffle_partitions"] = args.shuffle_partitions
     cfg = CurationConfig.model_validate(data)
     t0 = time.perf_counter()
-    spark = get_spark(args.master, conf={"spark.sql.shuffle.partitions": str(cfg.shuffle_partitions)})
+    spark = get_spark(args.master)  # the job sets its shuffle width
     t1 = time.perf_counter()
     stats = run_curation(args.docs, args.out, cfg, master=args.master, mode="dedup")
     t2 = time.perf_counter()

@@ -87,6 +87,7 @@ class CurationJob:
         self.fs = HadoopFS(spark)
         self.lsh = lsh_params_for(cfg.dedup)
         self.files: InputFiles | None = None  # listed once, by run()
+        self.width = cfg.shuffle_partitions or 8  # the shuffle width, set by run() from the input
         self.splits: list[Split] = []
         self.stats: dict = {}
         self.shipped_models: dict[str, str] = {}  # model dir -> archive shipped to executors
@@ -222,7 +223,7 @@ class CurationJob:
             "id", "source", "domain", "norm_hash", quality, "prio")
         grouped = self._cache(exact_groups(survivors, self.cfg.dedup.exact))  # read 4 times
         keepers = grouped.where(F.col("id") == F.col("exact_keeper_id")).select("id")
-        keyed = ranked_keys(keepers, self.cfg.shuffle_partitions, self._cache)
+        keyed = ranked_keys(keepers, self.width, self._cache)
         return grouped.join(keyed, "id", "left").drop("norm_hash")
 
     @staticmethod
@@ -325,8 +326,9 @@ class CurationJob:
     def _run(self, lock: OutputLock) -> dict:
         started = time.perf_counter()
         d = self.cfg.dedup
-        self.spark.conf.set("spark.sql.shuffle.partitions", str(self.cfg.shuffle_partitions))
         self.files = list_input_files(self.spark, self.inputs, exclude=self.fs.qualify(self.output))
+        self.width = self.cfg.shuffle_width(sum(n for _, n, _ in self.files.all))
+        self.spark.conf.set("spark.sql.shuffle.partitions", str(self.width))
         self.splits = plan_splits([(p, n) for p, n, _ in self.files.jsonl],
                                   self.cfg.input_split_mb << 20)
         store = StageStore(self.spark, f"{self.output}/_stages", self._fingerprint(), lock)
@@ -391,8 +393,7 @@ def run_curation(inputs: list[str] | str, output: str, cfg: CurationConfig | Non
     user_conf = {**cfg.spark, **(spark_conf or {})}
     if "spark.sql.shuffle.partitions" in user_conf:  # the job sets it from its config
         cfg = cfg.model_copy(update={"shuffle_partitions": int(user_conf["spark.sql.shuffle.partitions"])})
-    spark = get_spark(master, conf={"spark.sql.shuffle.partitions": str(cfg.shuffle_partitions)},
-                      user_conf=user_conf)
+    spark = get_spark(master, user_conf=user_conf)  # the job sets its shuffle width
     if isinstance(inputs, str):
         inputs = [inputs]
     try:

@@ -122,6 +122,7 @@ def build_stats(job, validated: DataFrame, files: dict[str, dict], annotated: Da
         "config": job.cfg.model_dump(mode="json"),
         "spark": {"version": job.spark.version, "master": job.spark.sparkContext.master,
                   "driver_max_heap_mb": driver_max_heap_mb(job.spark),
+                  "shuffle_partitions": job.width,
                   "conf": {k: v for k, v in sorted(job.spark.sparkContext.getConf().getAll())
                            if k.endswith("memory") or k in job.cfg.spark}},
         "python": platform.python_version(),

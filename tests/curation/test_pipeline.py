@@ -127,6 +127,15 @@ def test_filters_write_removed_documents_with_their_rule(run):
 
 
 @pytest.mark.slow
+def test_shuffle_width_is_a_rule_of_the_input_size_unless_set(run):
+    stats, _ = run
+    assert stats["spark"]["shuffle_partitions"] == 2  # a small input pays 2 tasks per shuffle
+    auto, MB = CurationConfig(), 1 << 20
+    assert [auto.shuffle_width(n) for n in (0, 64 * MB - 1, 64 * MB, 128 * MB, 10**12)] == [
+        2, 2, 4, 8, 8]
+    assert CurationConfig(shuffle_partitions=5).shuffle_width(10**12) == 5
+
+
 def test_stats_profile_every_stage_from_spark_task_metrics(run):
     """stats.json says what each stage cost: wall seconds, tasks, task CPU and run time,
     records and bytes read, written and shuffled (Spark's own task metrics)."""
