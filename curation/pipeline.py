@@ -87,7 +87,7 @@ class CurationJob:
         self.fs = HadoopFS(spark)
         self.lsh = lsh_params_for(cfg.dedup)
         self.files: InputFiles | None = None  # listed once, by run()
-        self.width = cfg.shuffle_partitions or 8  # the shuffle width, set by run() from the input
+        self.width: int | None = None  # the shuffle width, set by run() from the input
         self.splits: list[Split] = []
         self.stats: dict = {}
         self.shipped_models: dict[str, str] = {}  # model dir -> archive shipped to executors

@@ -126,7 +126,6 @@ def test_filters_write_removed_documents_with_their_rule(run):
     assert c["input"] == c["kept"] + c["removed"] + c["quarantined"] == 66
 
 
-@pytest.mark.slow
 def test_shuffle_width_is_a_rule_of_the_input_size_unless_set(run):
     stats, _ = run
     assert stats["spark"]["shuffle_partitions"] == 2  # a small input pays 2 tasks per shuffle
@@ -136,6 +135,7 @@ def test_shuffle_width_is_a_rule_of_the_input_size_unless_set(run):
     assert CurationConfig(shuffle_partitions=5).shuffle_width(10**12) == 5
 
 
+@pytest.mark.slow
 def test_stats_profile_every_stage_from_spark_task_metrics(run):
     """stats.json says what each stage cost: wall seconds, tasks, task CPU and run time,
     records and bytes read, written and shuffled (Spark's own task metrics)."""
