@@ -18,6 +18,7 @@ from benchmarks.curation_throughput import (
     planted_recall,
     read_clusters,
     run_datasketch,
+    scaling,
     select_inputs,
 )
 from benchmarks.dedup_corpus import Plan, build
@@ -39,6 +40,20 @@ def test_cores_of_masters() -> None:
     assert cores_of("local[*]") >= 1
     with pytest.raises(ValueError):
         cores_of("yarn")
+
+
+def test_scaling_starts_from_the_fewest_cores_and_pairs_the_repeats() -> None:
+    ours = {"local[2]": {"cores": 2, "job_s": 145.0, "job_all": [145.0, 140.9, 150.7],
+                         "cpu_s": 261.5, "cpu_all": [261.5, 259.4, 272.6]},
+            "local[1]": {"cores": 1, "job_s": 256.9, "job_all": [256.9, 217.4, 272.1],
+                         "cpu_s": 276.2, "cpu_all": [276.2, 238.6, 288.0]}}
+    s = scaling(ours)
+    assert list(s) == ["local[1]->local[2]"]
+    s = s["local[1]->local[2]"]
+    assert s["speedup_wall"] == round(256.9 / 145.0, 3)
+    assert s["speedup_per_repeat"] == [round(256.9 / 145.0, 3), round(217.4 / 140.9, 3),
+                                       round(272.1 / 150.7, 3)]
+    assert s["cpu_s"] == [276.2, 261.5] and s["cpu_all"][0] == [276.2, 238.6, 288.0]
 
 
 def test_planted_recall() -> None:
