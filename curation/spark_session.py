@@ -26,6 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from curation.jvm_class_archive import java_options
+
 log = logging.getLogger(__name__)
 
 # JVM flags of our jobs (a user's own extraJavaOptions replace them). C1 only: the C2
@@ -137,6 +139,8 @@ def get_spark(master: str | None = None, app_name: str = "sharpen-curate",
         SparkContext._ensure_initialized()  # its --master is only visible in the JVM
     elif SparkContext._gateway is None:
         extra = wanted.get("spark.driver.extraJavaOptions", "")
+        if extra == JVM_OPTIONS:  # ours, not the user's: map the class archive if built
+            extra = f"{extra} {java_options(extra)}"
         wanted["spark.driver.extraJavaOptions"] = f"{extra} {_log4j_option()}".strip()
     builder = SparkSession.builder.appName(app_name)
     if master is not None:

@@ -1,0 +1,73 @@
+"""The JVM class archive (curation/jvm_class_archive.py): mapped only when complete and made
+for this pyspark and these JVM options, and a job's outputs are the same with or without it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from curation.jvm_class_archive import _key, archive_path, java_options
+from curation.spark_session import JVM_OPTIONS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _write(dir_: Path, size: int, key: dict) -> Path:
+    path = dir_ / "spark-driver-classes.jsa"
+    path.write_bytes(b"\0" * size)
+    path.with_suffix(".json").write_text(json.dumps({"key": key, "bytes": size}))
+    return path
+
+
+def test_only_a_complete_archive_of_this_key_is_mapped(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHARPEN_JVM_ARCHIVE_DIR", str(tmp_path))
+    monkeypatch.delenv("SHARPEN_JVM_ARCHIVE", raising=False)
+    assert archive_path().parent == tmp_path
+    assert java_options(JVM_OPTIONS) == ""  # none built
+    path = _write(tmp_path, 4096, _key(JVM_OPTIONS))
+    flags = java_options(JVM_OPTIONS)
+    assert f"-XX:SharedArchiveFile={path}" in flags and "-Xlog:cds=off" in flags
+    assert java_options("-XX:+UseG1GC") == ""  # made under other JVM options
+    with path.open("r+b") as f:  # cut short (a full disk, a killed build): the JVM would crash
+        f.truncate(1000)
+    assert java_options(JVM_OPTIONS) == ""
+    _write(tmp_path, 4096, {**_key(JVM_OPTIONS), "pyspark": "0.0.0"})  # another pyspark
+    assert java_options(JVM_OPTIONS) == ""
+    _write(tmp_path, 4096, _key(JVM_OPTIONS))
+    monkeypatch.setenv("SHARPEN_JVM_ARCHIVE", "0")
+    assert java_options(JVM_OPTIONS) == ""
+    (tmp_path / "spark-driver-classes.json").write_text("{not json")
+    monkeypatch.delenv("SHARPEN_JVM_ARCHIVE")
+    assert java_options(JVM_OPTIONS) == ""
+
+
+@pytest.mark.slow
+def test_jobs_with_and_without_the_archive_write_the_same_bytes(tmp_path):
+    if not java_options(JVM_OPTIONS):
+        pytest.skip("no class archive in this environment (make builds it: "
+                    "python -m curation.jvm_class_archive)")
+    docs = tmp_path / "in.jsonl"
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+    docs.write_text("".join(json.dumps({"id": f"d{i}", "text": " ".join(
+        words[(i // 2 + j) % len(words)] for j in range(80))}) + "\n" for i in range(30)))
+    probe = ("from curation.spark_session import get_spark; s = get_spark('local[2]'); "
+             "print(s.sparkContext.getConf().get('spark.driver.extraJavaOptions'))")
+    digests = []
+    for on in ("1", "0"):
+        env = {**os.environ, "SHARPEN_JVM_ARCHIVE": on, "PYTHONPATH": str(REPO)}
+        if on == "1":  # the session's JVM got the flags (without them: test above)
+            out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                                 text=True, timeout=300, check=True).stdout
+            assert "-XX:SharedArchiveFile=" in out, out
+        r = subprocess.run([str(Path(sys.executable).parent / "sharpen"), "curate", "dedup",
+                            "--input", str(docs), "--output", str(tmp_path / f"out{on}")],
+                           env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "cds" not in r.stdout.lower()
+        digests.append(sorted((p.name, p.read_bytes()) for p in (tmp_path / f"out{on}" / "dedup").glob("*.parquet")))
+    assert digests[0] == digests[1] and digests[0]
