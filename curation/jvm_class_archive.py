@@ -1,8 +1,8 @@
 """A class-data-sharing (AppCDS) archive of the classes our Spark driver loads.
 
-Every `sharpen` process starts its own JVM, which loads and verifies ~15,000 Spark, Scala
-and Hadoop classes before the first query runs: ~6 s to a ready session and ~3.5 s more
-for the first query on a 2-core VM. A dynamic CDS archive (JDK 13+, `-XX:ArchiveClassesAtExit`)
+Every `sharpen` process starts its own JVM, which loads and verifies thousands of Spark,
+Scala and Hadoop classes before the first query runs: ~6 s to a ready session and ~3.5 s
+more for the first query on a 2-core VM. A dynamic CDS archive (JDK 13+, `-XX:ArchiveClassesAtExit`)
 records those classes once, parsed and verified; JVMs started with
 `-XX:SharedArchiveFile` map it instead (measured: session 6.0-8.2 s -> 3.5-3.7 s, first
 query 3.4-4.2 s -> 1.4-1.8 s). Nothing a job computes changes: it is the same classes.
