@@ -20,15 +20,11 @@ of being ignored. The JVM itself rejects one made by another Java build or class
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
 
@@ -76,12 +72,11 @@ spark = get_spark("local[2]", conf={"spark.driver.extraJavaOptions": sys.argv[1]
 run_curation([str(docs)], str(tmp / "out"), mode="dedup")
 spark.read.parquet(str(tmp / "out" / "dedup")).count()
 spark.stop()
-gateway = spark.sparkContext._gateway or __import__("pyspark").SparkContext._gateway
-proc = getattr(gateway, "proc", None)
-gateway.shutdown()
-if proc is not None:
-    proc.stdin.close()  # the JVM exits when its parent's pipe closes, writing the archive
-    proc.wait(timeout=300)
+from pyspark import SparkContext
+proc = SparkContext._gateway.proc
+SparkContext._gateway.shutdown()
+proc.stdin.close()  # the JVM exits when its parent's pipe closes, writing the archive
+proc.wait(timeout=300)
 """
 
 
@@ -90,16 +85,15 @@ def build(jvm_options: str, timeout_s: float = 600) -> Path:
     loaded at exit, then move the archive and its sidecar into place."""
     path = archive_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".writing-", suffix=".jsa", dir=path.parent)
-    os.close(fd)
-    os.unlink(tmp)  # the JVM creates it
+    tmp = path.with_name(f".writing-{os.getpid()}.jsa")  # the JVM creates it
+    tmp.unlink(missing_ok=True)
     started = time.perf_counter()
     env = {**os.environ, "SHARPEN_JVM_ARCHIVE": "0"}
     options = f"{jvm_options} -XX:ArchiveClassesAtExit={tmp} {QUIET}"
     try:
         subprocess.run([sys.executable, "-c", _WORKLOAD, options], env=env, check=True,
                        timeout=timeout_s, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        size = Path(tmp).stat().st_size if Path(tmp).exists() else 0
+        size = tmp.stat().st_size if tmp.exists() else 0
         if size == 0:
             raise RuntimeError("the JVM wrote no class archive (a JDK without CDS?)")
         os.replace(tmp, path)
@@ -107,7 +101,7 @@ def build(jvm_options: str, timeout_s: float = 600) -> Path:
             {"key": _key(jvm_options), "bytes": size,
              "seconds": round(time.perf_counter() - started, 1)}, sort_keys=True))
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
     return path
 
 

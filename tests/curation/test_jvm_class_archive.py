@@ -14,7 +14,8 @@ import pytest
 from curation.jvm_class_archive import _key, archive_path, java_options
 from curation.spark_session import JVM_OPTIONS
 
-REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "faults"))
+from curate_fault_fixture import REPO, output_digest, sharpen, write_corpus  # noqa: E402
 
 
 def _write(dir_: Path, size: int, key: dict) -> Path:
@@ -51,23 +52,20 @@ def test_jobs_with_and_without_the_archive_write_the_same_bytes(tmp_path):
     if not java_options(JVM_OPTIONS):
         pytest.skip("no class archive in this environment (make builds it: "
                     "python -m curation.jvm_class_archive)")
-    docs = tmp_path / "in.jsonl"
-    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
-    docs.write_text("".join(json.dumps({"id": f"d{i}", "text": " ".join(
-        words[(i // 2 + j) % len(words)] for j in range(80))}) + "\n" for i in range(30)))
+    corpus = write_corpus(tmp_path)
     probe = ("from curation.spark_session import get_spark; s = get_spark('local[2]'); "
              "print(s.sparkContext.getConf().get('spark.driver.extraJavaOptions'))")
     digests = []
     for on in ("1", "0"):
-        env = {**os.environ, "SHARPEN_JVM_ARCHIVE": on, "PYTHONPATH": str(REPO)}
+        env = {"SHARPEN_JVM_ARCHIVE": on}
         if on == "1":  # the session's JVM got the flags (without them: test above)
-            out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
-                                 text=True, timeout=300, check=True).stdout
+            out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                                 text=True, timeout=300, check=True,
+                                 env={**os.environ, **env}).stdout
             assert "-XX:SharedArchiveFile=" in out, out
-        r = subprocess.run([str(Path(sys.executable).parent / "sharpen"), "curate", "dedup",
-                            "--input", str(docs), "--output", str(tmp_path / f"out{on}")],
-                           env=env, capture_output=True, text=True, timeout=600)
+        r = sharpen("curate", "dedup", "--input", str(corpus), "--output",
+                    str(tmp_path / f"out{on}"), env=env, timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]
         assert "cds" not in r.stdout.lower()
-        digests.append(sorted((p.name, p.read_bytes()) for p in (tmp_path / f"out{on}" / "dedup").glob("*.parquet")))
-    assert digests[0] == digests[1] and digests[0]
+        digests.append(output_digest(tmp_path / f"out{on}"))
+    assert digests[0] == digests[1] and any(k.startswith("dedup/") for k in digests[0])
