@@ -24,6 +24,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -62,6 +63,14 @@ def _tail(path: Path, lines: int = 25) -> str:
     except OSError:
         return f"(no log at {path})"
     return "\n".join(text[-lines:])
+
+
+def _each(daemons: list[_Daemon], action) -> list:
+    """`action(daemon)` for every daemon at once, one thread each; their results in order.
+    Every action finishes before the first error (if any) is raised."""
+    with ThreadPoolExecutor(max_workers=max(1, len(daemons))) as pool:
+        futures = [pool.submit(action, d) for d in daemons]
+    return [f.result() for f in futures]
 
 
 class _Daemon:
@@ -264,15 +273,17 @@ class LocalStandaloneCluster:
                                                   "--webui-port", str(self.ui_port)])
             self._daemons.append(master)
             master.start()
+            workers = []
             for i in range(1, self.workers + 1):
                 work = self.root / "work" / f"worker-{i}"
                 work.mkdir(parents=True, exist_ok=True)
-                worker = _Daemon(self, WORKER_CLASS, [
+                workers.append(_Daemon(self, WORKER_CLASS, [
                     self.master_url, "--cores", str(self.cores // self.workers), "--memory",
                     self.memory, "--host", HOST, "--webui-port", str(free_port()),
-                    "--work-dir", str(work)], instance=i)
-                self._daemons.append(worker)
-                worker.start()
+                    "--work-dir", str(work)], instance=i))
+            self._daemons += workers
+            # side by side: spark-daemon.sh waits ~2.5 s for each JVM it launches
+            _each(workers, lambda d: d.start())
             self._wait_for_worker()
         except BaseException:
             self.stop()
@@ -286,8 +297,10 @@ class LocalStandaloneCluster:
     def stop(self) -> None:
         """Stop the worker (and its executors), then the master; idempotent."""
         killed: list[str] = []
-        for d in reversed(self._daemons):
-            killed += d.stop(self.stop_timeout)
+        if self._daemons:  # the workers side by side (each stops its executors), then the master
+            for found in _each(self._daemons[1:], lambda d: d.stop(self.stop_timeout)):
+                killed += found
+            killed += self._daemons[0].stop(self.stop_timeout)
         self._daemons = []
         if killed:
             log.warning("killed Spark processes that did not stop in %.0fs: %s",

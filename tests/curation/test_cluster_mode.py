@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -85,6 +87,22 @@ def _env() -> dict[str, str]:
 def _run(cmd: list[str], env: dict[str, str], what: str) -> None:
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT)
     assert res.returncode == 0, f"{what} failed ({res.returncode}):\n{res.stdout}\n{res.stderr[-4000:]}"
+
+
+@contextmanager
+def _alongside(cmd: list[str], env: dict[str, str], what: str) -> Iterator[None]:
+    """Run a job in the background while the body runs (the local reference run beside the
+    cluster run, which mostly waits on executor JVMs and Python workers starting); on
+    leaving, it must have succeeded. Killed if the body fails."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield
+        out, err = proc.communicate(timeout=JOB_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, f"{what} failed ({proc.returncode}):\n{out}\n{err[-4000:]}"
 
 
 def _files(root: Path) -> dict[str, str]:
@@ -163,11 +181,11 @@ def _compare_modes(mode: str, corpus: tuple[Path, Path], cluster: LocalStandalon
     sub = ["dedup"] if mode == "dedup" else []
     args = ["--config", str(config), "--input", str(inputs)]
     local, remote = out / "local", out / "cluster"
-    _run([PYTHON, "-m", "sharpen.cli", "curate", *sub, "--master", "local[2]", *args,
-          "--output", str(local)], _env(), f"local {mode} run")
     before = len(cluster.state().get("completedapps", []))
-    _run(cluster.submit_command(curation.submit.__file__, [*sub, *args, "--output", str(remote)],
-                                driver_memory="1g"), cluster.env(), f"cluster {mode} run")
+    with _alongside([PYTHON, "-m", "sharpen.cli", "curate", *sub, "--master", "local[2]", *args,
+                     "--output", str(local)], _env(), f"local {mode} run"):
+        _run(cluster.submit_command(curation.submit.__file__, [*sub, *args, "--output", str(remote)],
+                                    driver_memory="1g"), cluster.env(), f"cluster {mode} run")
     # the job ran on the cluster's executors, not in a local driver
     apps = cluster.state().get("completedapps", [])
     assert len(apps) == before + 1, apps
@@ -206,27 +224,27 @@ def test_killed_executor_is_replaced_and_output_is_identical(corpus, cluster, tm
     inputs, config = corpus
     args = ["--config", str(config), "--input", str(inputs)]
     local, remote = tmp_path / "local", tmp_path / "cluster"
-    _run([PYTHON, "-m", "sharpen.cli", "curate", "--master", "local[2]", *args, "--output",
-          str(local)], _env(), "local run")
-    job = subprocess.Popen(cluster.submit_command(curation.submit.__file__,
-                                                  [*args, "--output", str(remote)],
-                                                  driver_memory="1g"),
-                           env=cluster.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           text=True)
-    try:
-        deadline = time.time() + JOB_TIMEOUT
-        while not (remote / "_stages" / "annotated._writing").exists():
-            assert job.poll() is None and time.time() < deadline, "job ended before the kill"
-            time.sleep(0.05)
-        executors = [p for p in psutil.process_iter(["cmdline"])
-                     if "CoarseGrainedExecutorBackend" in " ".join(p.info["cmdline"] or [])]
-        assert executors, "no executor process found"
-        for p in executors:
-            p.kill()
-        assert job.wait(timeout=JOB_TIMEOUT) == 0, job.stderr.read()[-4000:]
-    finally:
-        if job.poll() is None:
-            job.kill()
+    with _alongside([PYTHON, "-m", "sharpen.cli", "curate", "--master", "local[2]", *args,
+                     "--output", str(local)], _env(), "local run"):
+        job = subprocess.Popen(cluster.submit_command(curation.submit.__file__,
+                                                      [*args, "--output", str(remote)],
+                                                      driver_memory="1g"),
+                               env=cluster.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+        try:
+            deadline = time.time() + JOB_TIMEOUT
+            while not (remote / "_stages" / "annotated._writing").exists():
+                assert job.poll() is None and time.time() < deadline, "job ended before the kill"
+                time.sleep(0.05)
+            executors = [p for p in psutil.process_iter(["cmdline"])
+                         if "CoarseGrainedExecutorBackend" in " ".join(p.info["cmdline"] or [])]
+            assert executors, "no executor process found"
+            for p in executors:
+                p.kill()
+            assert job.wait(timeout=JOB_TIMEOUT) == 0, job.stderr.read()[-4000:]
+        finally:
+            if job.poll() is None:
+                job.kill()
     # the workers ran new executors for the app (work/worker-<i>/<app id>/<executor id>/):
     # more than the one per worker it started with
     app = max((d for d in (cluster.root / "work").glob("worker-*/app-*")),
