@@ -178,7 +178,10 @@ def test_progress_after_a_resume_logs_its_last_line_on_close(caplog):
     assert lines[1].startswith("anneal 1/2 | step 5/6 (83%)") and "ETA 0:00:30" in lines[1]
 
 
-def test_progress_on_a_terminal_redraws_in_place_and_clears_itself_for_log_lines():
+def test_progress_on_a_terminal_redraws_in_place_and_clears_itself_for_log_lines(monkeypatch):
+    # the bar is cut to the terminal's width: wide enough here for the whole line (an
+    # 80-column terminal, e.g. under pytest-xdist, cut it before the ETA)
+    monkeypatch.setenv("COLUMNS", "200")
     term, clock = Terminal(), Clock()
     handler = logging.StreamHandler(term)
     logging.getLogger().addHandler(handler)
