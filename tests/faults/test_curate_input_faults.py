@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -117,15 +118,16 @@ def test_spark_settings_from_config_and_conf_reach_the_jvm(tmp_path):
     write_jsonl(tmp_path / "in.jsonl", _good(5))
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("spark:\n  spark.driver.memory: 1g\n  spark.executor.memory: 1234m\n")
-    r = sharpen("curate", "dedup", "--input", str(tmp_path / "in.jsonl"), "--output",
-                str(tmp_path / "a"), "--config", str(cfg))
-    assert r.returncode == 0, r.stderr[-3000:]
+    args = ("curate", "dedup", "--input", str(tmp_path / "in.jsonl"), "--config", str(cfg))
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two JVMs at once: mostly start-up
+        runs = [pool.submit(sharpen, *args, "--output", str(tmp_path / "a")),
+                pool.submit(sharpen, *args, "--output", str(tmp_path / "b"),
+                            "--conf", "spark.driver.memory=1536m")]
+    for run in runs:
+        assert run.result().returncode == 0, run.result().stderr[-3000:]
     spark_a = json.loads((tmp_path / "a" / "stats.json").read_text())["spark"]
     assert 800 < spark_a["driver_max_heap_mb"] <= 1024
     assert spark_a["conf"]["spark.executor.memory"] == "1234m"
-    r = sharpen("curate", "dedup", "--input", str(tmp_path / "in.jsonl"), "--output",
-                str(tmp_path / "b"), "--config", str(cfg), "--conf", "spark.driver.memory=1536m")
-    assert r.returncode == 0, r.stderr[-3000:]
     spark_b = json.loads((tmp_path / "b" / "stats.json").read_text())["spark"]
     assert 1200 < spark_b["driver_max_heap_mb"] <= 1536  # --conf wins over the config
 
