@@ -255,9 +255,16 @@ def verified_edges(members: DataFrame, shingles: DataFrame | None, threshold: fl
             break
         failed = scored.where(F.col("jaccard") < threshold).select(
             F.col("src").alias("key"), F.col("dst").alias("root"))
-        members = cand.join(failed, ["key", "root"], "left_semi").select("band", "bucket", "key")
         left = rounds - r - 1
-        if left and in_task_rows:
+        if not left:
+            break
+        # the next round, in Spark or in one task, starts from these rows written once: not
+        # recomputed for the count and again for the round, and not a plan nesting every
+        # earlier round's (Catalyst re-optimised that chain at each count and at the final
+        # union: 4 Spark rounds over 60 documents took 74 s instead of 24)
+        members = checkpoint(f"failed_{r}", cand.join(failed, ["key", "root"], "left_semi")
+                             .select("band", "bucket", "key"))
+        if in_task_rows:
             m = members.count()
             log.info("verify round %d: %d member rows failed", r, m)
             # few rows left and no budget to enforce (each later round checks at most m
@@ -276,11 +283,6 @@ def verified_edges(members: DataFrame, shingles: DataFrame | None, threshold: fl
                              r + 1 + row["round"], row["pairs"], row["pairs"] - row["ok"])
                 accepted.append(late.where(F.col("src").isNotNull()).select("src", "dst"))
                 break
-        if left:
-            # the next round's plan starts from these rows, not from every round before:
-            # Catalyst re-optimises the whole nested plan at each count and at the final
-            # union (4 Spark rounds on 60 documents: 74 s, mostly planning)
-            members = checkpoint(f"failed_{r}", members)
     stats.update(totals)
     # an empty start built in the JVM (`createDataFrame([])` runs a Python RDD task)
     out = members.sparkSession.range(0).select(*(F.lit(None).cast("long").alias(c) for c in ("src", "dst")))
