@@ -31,11 +31,13 @@ SHINGLES_DDL = "key long, shingles binary"
 # texts are read in place instead of shuffled into a join (180 MB of shuffle at 180 MB of
 # input otherwise); above it, a plain shuffle join.
 BROADCAST_CANDIDATES = 2_000_000
-# Up to this many (band, bucket, key) rows failing a round, the later rounds run in one
-# Python task, which holds each of their documents' shingle set once (~5 KB each on the
-# benchmark corpus: at most ~0.5 GB). At 1 GB 82,665 rows failed round 0 (rounds 1-2:
-# 83k pairs checked in 1.9 s instead of ~16 Spark jobs, edges 17.8 -> 13.8 s); more rows
-# than this, and the rounds stay in Spark, spread over the executors.
+# Up to this many (band, bucket, key) member rows left (a small input's, or those failing
+# a round), the remaining rounds run in one Python task, which holds each of their
+# documents' shingle set once (~5 KB each on the benchmark corpus: at most ~0.5 GB). At
+# 1 GB 82,665 rows failed round 0 (rounds 1-2: 83k pairs checked in 1.9 s instead of ~16
+# Spark jobs, edges 17.8 -> 13.8 s); a Spark round costs ~8 jobs of fixed driver time
+# (~1.5 s) where one task checks ~100k pairs; more rows than this, and the rounds stay in
+# Spark, spread over the executors.
 IN_TASK_ROWS = 100_000
 
 
@@ -149,8 +151,9 @@ LATE_DDL = "src long, dst long, round int, pairs long, ok long"
 
 
 def late_rounds(batches, threshold: float, rounds: int):
-    """mapInArrow body, one task: the rounds after the first, in Python. Rows (band,
-    bucket, key, shingles) are the members that failed the last Spark round; each round
+    """mapInArrow body, one task: the remaining rounds, in Python. Rows are either members
+    (band, bucket, key, null: all of a small input's, or those that failed the last Spark
+    round) or shingle sets (null, null, key, shingles: one per member key); each round
     stars every bucket's members to its smallest key, checks each distinct pair once,
     and stars the failed members again, exactly as the Spark rounds do. Yields the
     accepted (src, dst) edges and one (round, pairs, ok) row per round run."""
@@ -161,8 +164,10 @@ def late_rounds(batches, threshold: float, rounds: int):
     for batch in batches:
         cols = [batch.column(c).to_pylist() for c in ("band", "bucket", "key", "shingles")]
         for band, bucket, key, shingles in zip(*cols, strict=True):
-            groups[(band, bucket)].add(key)
-            sets[key] = shingles
+            if band is None:
+                sets[key] = shingles
+            else:
+                groups[(band, bucket)].add(key)
     members = {g: sorted(keys) for g, keys in groups.items()}
     src, dst, stats = [], [], []
     for r in range(rounds):
@@ -191,15 +196,37 @@ def late_rounds(batches, threshold: float, rounds: int):
         "ok": pa.array([None] * n + [s[2] for s in stats], pa.int64())})
 
 
+def _in_one_task(members: DataFrame, shingles: DataFrame, threshold: float, rounds: int,
+                 first: int, totals: dict) -> DataFrame:
+    """Rounds `first`.. `first + rounds - 1` in one task (`late_rounds`): the member rows and
+    each member's shingle set once (not once per bucket it is in), then the accepted edges;
+    the per-round counts are added to `totals`."""
+    sets = shingles.join(members, "key", "left_semi").select(
+        F.lit(None).cast("int").alias("band"), F.lit(None).cast("long").alias("bucket"),
+        "key", "shingles")
+    rows = members.select("band", "bucket", "key", F.lit(None).cast("binary").alias("shingles"))
+    late = rows.unionByName(sets).repartition(1).mapInArrow(
+        python_timed(lambda it: late_rounds(it, threshold, rounds)), LATE_DDL).persist()
+    for row in late.where(F.col("src").isNull()).orderBy("round").collect():
+        totals["verify_rounds_run"] = first + 1 + row["round"]
+        totals["candidate_pairs"] += row["pairs"]
+        totals["verified_pairs"] += row["ok"]
+        totals["rejected_pairs"] += row["pairs"] - row["ok"]
+        log.info("verify round %d (in one task): %d candidate pairs, %d rejected",
+                 first + row["round"], row["pairs"], row["pairs"] - row["ok"])
+    return late
+
+
 def verified_edges(members: DataFrame, shingles: DataFrame | None, threshold: float,
                    rounds: int, max_pairs: int, checkpoint, stats: dict,
                    in_task_rows: int = IN_TASK_ROWS) -> DataFrame:
     """Edges (src, dst) that survive verification (all star edges when `shingles` is None).
-    Once at most `in_task_rows` member rows fail a round, the rest run in one task
-    (`late_rounds`; 0: every round in Spark).
+    Once at most `in_task_rows` member rows are left (from the start on a small input, or
+    after a round), the remaining rounds run in one task (`late_rounds`; 0: every round in
+    Spark).
 
     `shingles`: (key, shingle set), e.g. `candidate_shingles(...)`, unevaluated: it is
-    materialised here, once.
+    evaluated once, in the task or into a checkpoint the Spark rounds read.
 
     `checkpoint(name, df)` materialises an intermediate result (lineage stays short).
     """
@@ -209,7 +236,6 @@ def verified_edges(members: DataFrame, shingles: DataFrame | None, threshold: fl
         n = edges.count()
         stats.update(candidate_pairs=n, verified_pairs=0, rejected_pairs=0, unverified_pairs=n)
         return edges
-    shingles = checkpoint("shingles", shingles)  # one pass over the candidates' texts
     accepted = []
     budget = max_pairs
     totals = {"candidate_pairs": 0, "verified_pairs": 0, "rejected_pairs": 0,
@@ -219,6 +245,20 @@ def verified_edges(members: DataFrame, shingles: DataFrame | None, threshold: fl
     # instead of written and read back, which cost two Spark jobs per round
     cached = []
     for r in range(rounds):
+        left = rounds - r
+        if in_task_rows:
+            m = members.count()
+            log.info("verify round %d: %d member rows", r, m)
+            # few rows and no budget to enforce (each round checks fewer pairs than there
+            # are member rows): this round and the rest run in one Python task, not ~8
+            # Spark jobs each (a small input never starts a Spark round)
+            if m <= in_task_rows and budget > left * m:
+                late = _in_one_task(members, shingles, threshold, left, r, totals)
+                cached.append(late)
+                accepted.append(late.where(F.col("src").isNotNull()).select("src", "dst"))
+                break
+        if r == 0:
+            shingles = checkpoint("shingles", shingles)  # one pass over the candidates' texts
         cand = star_candidates(members).persist()
         cached.append(cand)
         upper = cand.count()  # star rows >= distinct pairs
@@ -251,38 +291,16 @@ def verified_edges(members: DataFrame, shingles: DataFrame | None, threshold: fl
         totals["rejected_pairs"] += n_checked - n_ok
         log.info("verify round %d: %d candidate pairs, %d checked, %d rejected",
                  r, n, n_checked, n_checked - n_ok)
-        if n_checked == n_ok or budget <= 0:
+        if n_checked == n_ok or budget <= 0 or left == 1:
             break
         failed = scored.where(F.col("jaccard") < threshold).select(
             F.col("src").alias("key"), F.col("dst").alias("root"))
-        left = rounds - r - 1
-        if not left:
-            break
         # the next round, in Spark or in one task, starts from these rows written once: not
         # recomputed for the count and again for the round, and not a plan nesting every
         # earlier round's (Catalyst re-optimised that chain at each count and at the final
         # union: 4 Spark rounds over 60 documents took 74 s instead of 24)
         members = checkpoint(f"failed_{r}", cand.join(failed, ["key", "root"], "left_semi")
                              .select("band", "bucket", "key"))
-        if in_task_rows:
-            m = members.count()
-            log.info("verify round %d: %d member rows failed", r, m)
-            # few rows left and no budget to enforce (each later round checks at most m
-            # pairs): the remaining rounds run in one Python task, not ~8 Spark jobs each
-            if m <= in_task_rows and budget > left * m:
-                late = members.join(shingles, "key").repartition(1).mapInArrow(
-                    python_timed(lambda it, left=left: late_rounds(it, threshold, left)),
-                    LATE_DDL).persist()
-                cached.append(late)
-                for row in late.where(F.col("src").isNull()).orderBy("round").collect():
-                    totals["verify_rounds_run"] = r + 2 + row["round"]
-                    totals["candidate_pairs"] += row["pairs"]
-                    totals["verified_pairs"] += row["ok"]
-                    totals["rejected_pairs"] += row["pairs"] - row["ok"]
-                    log.info("verify round %d (in one task): %d candidate pairs, %d rejected",
-                             r + 1 + row["round"], row["pairs"], row["pairs"] - row["ok"])
-                accepted.append(late.where(F.col("src").isNotNull()).select("src", "dst"))
-                break
     stats.update(totals)
     # an empty start built in the JVM (`createDataFrame([])` runs a Python RDD task)
     out = members.sparkSession.range(0).select(*(F.lit(None).cast("long").alias(c) for c in ("src", "dst")))

@@ -67,8 +67,9 @@ def test_verification_budget_checks_a_subset_and_counts_every_pair(spark, tmp_pa
 
 
 def test_later_rounds_in_one_task_match_the_spark_rounds(spark, tmp_path, caplog):
-    """Members failing a round are starred again; once few rows fail, the remaining rounds
-    run in one Python task: the same edges and counts as running every round in Spark."""
+    """Members failing a round are starred again; once few rows are left (from the start,
+    or after a Spark round), the remaining rounds run in one Python task: the same edges
+    and counts as running every round in Spark."""
     import logging
 
     import numpy as np
@@ -89,17 +90,24 @@ def test_later_rounds_in_one_task_match_the_spark_rounds(spark, tmp_path, caplog
         bands.append((k, [k % 3, 10 + k % 2, 20 + (k * 7) % 5]))
     sigs = spark.createDataFrame(bands, "key long, bands array<long>")
     shingles = spark.createDataFrame(sets, "key long, shingles binary")
+    members = bucket_members(sigs).persist()
+    n = members.count()  # 180: every key in three buckets
     results = []
-    for in_task in (0, 10_000):
+    # every round in Spark; round 0 in Spark, the rest in one task; every round in one task
+    for in_task, spark_rounds, task_rounds in ((0, True, False), (n - 1, True, True),
+                                               (n, False, True)):
         stats: dict = {}
         with caplog.at_level(logging.INFO, logger="curation.dedup.verify"):
             caplog.clear()
-            edges = verified_edges(bucket_members(sigs), shingles, 0.7, 4, 10**9, checkpoint,
+            edges = verified_edges(members, shingles, 0.7, 4, 10**9, checkpoint,
                                    stats, in_task_rows=in_task)
             rows = sorted((r["src"], r["dst"]) for r in edges.collect())
         results.append((rows, stats))
-        assert ("in one task" in caplog.text) == bool(in_task)
-    (spark_rows, spark_stats), (task_rows, task_stats) = results
+        assert ("checked" in caplog.text) == spark_rounds, caplog.text
+        assert ("in one task" in caplog.text) == task_rounds, caplog.text
+    (spark_rows, spark_stats), *in_task = results
     assert spark_stats["verify_rounds_run"] >= 3 and spark_stats["rejected_pairs"] > 0
-    assert task_rows == spark_rows and len(spark_rows) > 0
-    assert task_stats == spark_stats
+    assert len(spark_rows) > 0
+    for task_rows, task_stats in in_task:
+        assert task_rows == spark_rows
+        assert task_stats == spark_stats
