@@ -249,6 +249,8 @@ def verified_edges(members: DataFrame, shingles: DataFrame | None, threshold: fl
         if in_task_rows:
             m = members.count()
             log.info("verify round %d: %d member rows", r, m)
+            if m == 0:  # no document shares a bucket: nothing to check
+                break
             # few rows and no budget to enforce (each round checks fewer pairs than there
             # are member rows): this round and the rest run in one Python task, not ~8
             # Spark jobs each (a small input never starts a Spark round)

@@ -111,3 +111,21 @@ def test_later_rounds_in_one_task_match_the_spark_rounds(spark, tmp_path, caplog
     for task_rows, task_stats in in_task:
         assert task_rows == spark_rows
         assert task_stats == spark_stats
+
+
+def test_no_shared_bucket_checks_nothing(spark, tmp_path):
+    """Every document alone in its buckets: no edge, no round run, in either path."""
+    from curation.dedup.verify import verified_edges
+
+    def checkpoint(name, df):
+        df.write.mode("overwrite").parquet(str(tmp_path / name))
+        return spark.read.parquet(str(tmp_path / name))
+
+    sigs = spark.createDataFrame([(k, [k, 100 + k]) for k in range(20)], "key long, bands array<long>")
+    shingles = spark.createDataFrame([(k, b"\0\0\0\0") for k in range(20)], "key long, shingles binary")
+    for in_task in (0, 10_000):
+        stats: dict = {}
+        edges = verified_edges(bucket_members(sigs), shingles, 0.7, 3, 10**9, checkpoint, stats,
+                               in_task_rows=in_task)
+        assert edges.count() == 0
+        assert stats["verify_rounds_run"] == 0 and stats["candidate_pairs"] == 0, stats
