@@ -4,11 +4,22 @@ form one cluster, with star edges built by aggregation + join (no per-bucket lis
 from __future__ import annotations
 
 import pyarrow.parquet as pq
+import pytest
 from corpus_fixture import real_texts, write_jsonl
 
 from curation.config import CurationConfig
 from curation.dedup.lsh import bucket_members, star_candidates
 from curation.pipeline import CurationJob
+
+
+@pytest.fixture()
+def checkpoint(spark, tmp_path):
+    """`verified_edges`' checkpoint: write under the test's directory, read back."""
+    def write_and_read(name, df):
+        df.write.mode("overwrite").parquet(str(tmp_path / name))
+        return spark.read.parquet(str(tmp_path / name))
+
+    return write_and_read
 
 
 def test_giant_bucket_becomes_one_cluster(spark, tmp_path):
@@ -39,16 +50,12 @@ def test_star_edges_never_collect_a_bucket(spark):
     assert len(edges) == 2 * 49 and {r["root"] for r in edges} == {0}
 
 
-def test_verification_budget_checks_a_subset_and_counts_every_pair(spark, tmp_path):
+def test_verification_budget_checks_a_subset_and_counts_every_pair(spark, checkpoint):
     """Over `verify_max_pairs`, a hash-chosen subset is checked and the rest kept
     unverified; under it every distinct pair is checked; both count all candidates."""
     import numpy as np
 
     from curation.dedup.verify import verified_edges
-
-    def checkpoint(name, df):
-        df.write.mode("overwrite").parquet(str(tmp_path / name))
-        return spark.read.parquet(str(tmp_path / name))
 
     n = 40  # keys 0..39 share two buckets: 39 distinct star pairs (78 star rows)
     sigs = spark.createDataFrame([(k, [7, 8]) for k in range(n)], "key long, bands array<long>")
@@ -66,7 +73,7 @@ def test_verification_budget_checks_a_subset_and_counts_every_pair(spark, tmp_pa
             assert stats["verified_pairs"] + stats["unverified_pairs"] == n - 1
 
 
-def test_later_rounds_in_one_task_match_the_spark_rounds(spark, tmp_path, caplog):
+def test_later_rounds_in_one_task_match_the_spark_rounds(spark, checkpoint, caplog):
     """Members failing a round are starred again; once few rows are left (from the start,
     or after a Spark round), the remaining rounds run in one Python task: the same edges
     and counts as running every round in Spark."""
@@ -75,10 +82,6 @@ def test_later_rounds_in_one_task_match_the_spark_rounds(spark, tmp_path, caplog
     import numpy as np
 
     from curation.dedup.verify import verified_edges
-
-    def checkpoint(name, df):
-        df.write.mode("overwrite").parquet(str(tmp_path / name))
-        return spark.read.parquet(str(tmp_path / name))
 
     rng = np.random.default_rng(3)
     families = [np.unique(rng.integers(0, 5_000, 400)).astype("<u4") for _ in range(4)]
@@ -113,13 +116,9 @@ def test_later_rounds_in_one_task_match_the_spark_rounds(spark, tmp_path, caplog
         assert task_stats == spark_stats
 
 
-def test_no_shared_bucket_checks_nothing(spark, tmp_path):
+def test_no_shared_bucket_checks_nothing(spark, checkpoint):
     """Every document alone in its buckets: no edge, no round run, in either path."""
     from curation.dedup.verify import verified_edges
-
-    def checkpoint(name, df):
-        df.write.mode("overwrite").parquet(str(tmp_path / name))
-        return spark.read.parquet(str(tmp_path / name))
 
     sigs = spark.createDataFrame([(k, [k, 100 + k]) for k in range(20)], "key long, bands array<long>")
     shingles = spark.createDataFrame([(k, b"\0\0\0\0") for k in range(20)], "key long, shingles binary")
