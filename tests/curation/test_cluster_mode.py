@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,6 +21,9 @@ import pytest
 
 import curation.submit
 from curation.cluster import ClusterError, LocalStandaloneCluster
+from curation.config import CurationConfig
+from curation.pipeline import CurationJob
+from curation.spark_session import JVM_OPTIONS
 from curation.submit import curate_argv
 
 PYTHON = sys.executable
@@ -78,31 +82,23 @@ def _write_corpus(root: Path) -> Path:
     return corpus
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ, PYSPARK_PYTHON=PYTHON, SPARK_LOCAL_IP="127.0.0.1")
-    env.pop("SPARK_MASTER", None)
-    return env
-
-
 def _run(cmd: list[str], env: dict[str, str], what: str) -> None:
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT)
     assert res.returncode == 0, f"{what} failed ({res.returncode}):\n{res.stdout}\n{res.stderr[-4000:]}"
 
 
 @contextmanager
-def _alongside(cmd: list[str], env: dict[str, str], what: str) -> Iterator[None]:
-    """Run a job in the background while the body runs (the local reference run beside the
-    cluster run, which mostly waits on executor JVMs and Python workers starting); on
-    leaving, it must have succeeded. Killed if the body fails."""
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+def _local_run_alongside(spark, mode: str, corpus: tuple[Path, Path], out: Path) -> Iterator[None]:
+    """The local reference run (the test session's local[2] Spark), in a thread while the
+    body runs (the cluster run, mostly waiting on executor JVMs and Python workers
+    starting); on leaving, it must have succeeded. A warm JVM: a fresh `sharpen` process
+    beside the cluster's JVMs cost ~15 CPU-s more of the two cores."""
+    inputs, config = corpus
+    job = CurationJob(spark, [str(inputs)], str(out), CurationConfig.load(config), mode)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        run = pool.submit(job.run)
         yield
-        out, err = proc.communicate(timeout=JOB_TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, f"{what} failed ({proc.returncode}):\n{out}\n{err[-4000:]}"
+        run.result(timeout=JOB_TIMEOUT)
 
 
 def _files(root: Path) -> dict[str, str]:
@@ -146,6 +142,17 @@ def test_submit_argv_is_sharpen_curate() -> None:
         curate_argv(["--input", "a", "--output", "b", "--master", "local[2]"])
 
 
+def test_the_local_clusters_jvms_get_a_local_jobs_flags(monkeypatch) -> None:
+    cluster = LocalStandaloneCluster(cores=2, workers=2)
+    cmd = cluster.submit_command("app.py", ["x"])
+    assert f"spark.driver.extraJavaOptions={JVM_OPTIONS}" in cmd and cmd[-2:] == ["app.py", "x"]
+    mine = cluster.submit_command("app.py", [], conf={"spark.driver.extraJavaOptions": "-Xss4m"})
+    assert "spark.driver.extraJavaOptions=-Xss4m" in mine and JVM_OPTIONS not in " ".join(mine)
+    assert cluster.daemon_env()["SPARK_DAEMON_JAVA_OPTS"] == JVM_OPTIONS
+    monkeypatch.setenv("SPARK_DAEMON_JAVA_OPTS", "-Xss4m")  # the user's own win
+    assert cluster.daemon_env()["SPARK_DAEMON_JAVA_OPTS"] == "-Xss4m"
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory, bundled_models) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("cluster_mode")
@@ -166,6 +173,8 @@ def cluster():
     shuffles cross executors); on teardown, nothing of it may be left running."""
     with LocalStandaloneCluster(cores=2, memory="2g", python=PYTHON, workers=2) as c:
         assert len([w for w in c.state()["workers"] if w["state"] == "ALIVE"]) == 2
+        # the daemons run with a local job's JVM flags (C2 would compete for the two cores)
+        assert all(set(JVM_OPTIONS.split()) <= set(p.cmdline()) for p in c.processes())
         yield c
         pids = [p.pid for p in c.processes()]
     assert pids, "the cluster had no live processes before stopping"
@@ -174,7 +183,7 @@ def cluster():
     assert left == [] and _spark_processes(c) == [], "cluster processes left running"
 
 
-def _compare_modes(mode: str, corpus: tuple[Path, Path], cluster: LocalStandaloneCluster,
+def _compare_modes(spark, mode: str, corpus: tuple[Path, Path], cluster: LocalStandaloneCluster,
                    out: Path, names: list[str]) -> dict:
     """Run `mode` locally and on the cluster; assert identical outputs; return the stats."""
     inputs, config = corpus
@@ -182,8 +191,7 @@ def _compare_modes(mode: str, corpus: tuple[Path, Path], cluster: LocalStandalon
     args = ["--config", str(config), "--input", str(inputs)]
     local, remote = out / "local", out / "cluster"
     before = len(cluster.state().get("completedapps", []))
-    with _alongside([PYTHON, "-m", "sharpen.cli", "curate", *sub, "--master", "local[2]", *args,
-                     "--output", str(local)], _env(), f"local {mode} run"):
+    with _local_run_alongside(spark, mode, corpus, local):
         _run(cluster.submit_command(curation.submit.__file__, [*sub, *args, "--output", str(remote)],
                                     driver_memory="1g"), cluster.env(), f"cluster {mode} run")
     # the job ran on the cluster's executors, not in a local driver
@@ -197,8 +205,8 @@ def _compare_modes(mode: str, corpus: tuple[Path, Path], cluster: LocalStandalon
 
 
 @pytest.mark.slow
-def test_cluster_dedup_equals_local(corpus, cluster, tmp_path: Path) -> None:
-    stats = _compare_modes("dedup", corpus, cluster, tmp_path, ["dedup", "removed", "quarantine"])
+def test_cluster_dedup_equals_local(spark, corpus, cluster, tmp_path: Path) -> None:
+    stats = _compare_modes(spark, "dedup", corpus, cluster, tmp_path, ["dedup", "removed", "quarantine"])
     assert stats["removed_exact_dup"] > 0 and stats["removed_near_dup"] > 0, stats
     assert set(stats["quarantined_by_reason"]) >= {
         "malformed_json", "not_an_object", "missing_text", "duplicate_id", "invalid_utf8",
@@ -216,7 +224,7 @@ def test_cluster_start_failure_is_clear_and_leaves_nothing(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_killed_executor_is_replaced_and_output_is_identical(corpus, cluster, tmp_path: Path):
+def test_killed_executor_is_replaced_and_output_is_identical(spark, corpus, cluster, tmp_path: Path):
     """The full job (filters, the four models, dedup) on the cluster, with the executor
     JVMs killed -9 while it runs: the standalone master starts new executors, Spark
     retries the lost tasks, and every output matches a local run. (This also covers a
@@ -224,8 +232,7 @@ def test_killed_executor_is_replaced_and_output_is_identical(corpus, cluster, tm
     inputs, config = corpus
     args = ["--config", str(config), "--input", str(inputs)]
     local, remote = tmp_path / "local", tmp_path / "cluster"
-    with _alongside([PYTHON, "-m", "sharpen.cli", "curate", "--master", "local[2]", *args,
-                     "--output", str(local)], _env(), "local run"):
+    with _local_run_alongside(spark, "full", corpus, local):
         job = subprocess.Popen(cluster.submit_command(curation.submit.__file__,
                                                       [*args, "--output", str(remote)],
                                                       driver_memory="1g"),
