@@ -128,22 +128,31 @@ def test_half_written_stage_is_never_reused(spark, lone, tmp_path):
     assert output_digest(out) == output_digest(lone_out)
 
 
+STAGES = ("validated", "repeated_ids", "annotated", "exact", "members", "edges", "components",
+          "assigned")
+
+
 @pytest.mark.slow
 def test_driver_killed_at_each_stage_resumes_to_the_same_output(spark, lone, tmp_path):
+    """SIGKILL the whole driver (Python and JVM) of a CLI job on local[1] while each stage
+    writes (or, for a stage too quick to catch, right after it commits), then once while
+    writing `curated/`: the rerun resumes every stage and writes the bytes of an
+    undisturbed run on local[2]. (Two chains of kills side by side took as long: each
+    job start is CPU-bound.)"""
     corpus, lone_out = lone
     out = tmp_path / "out"
-    """SIGKILL the whole driver (Python and JVM) while each stage writes (or, for a stage
-    too quick to catch, right after it commits), then once while writing `curated/`."""
-    stages = ("validated", "repeated_ids", "annotated", "exact", "members", "edges",
-              "components", "assigned")
-    for name in (*stages, "curated"):
-        proc = sharpen_bg("curate", "--input", str(corpus), "--output", str(out))
+    for name in (*STAGES, "curated"):
+        proc = sharpen_bg("curate", "--input", str(corpus), "--output", str(out),
+                          "--master", "local[1]")
         root = out if name == "curated" else out / "_stages"
         _wait_for(root / f"{name}._writing", root / name, proc=proc)
         _kill(proc)
     assert (out / LOCK_NAME).exists()  # left by the killed driver: stale, taken over
     stats = CurationJob(spark, [str(corpus)], str(out), CurationConfig()).run()
-    assert set(stats["stages"]["resumed"]) == set(stages)
+    assert set(stats["stages"]["resumed"]) == set(STAGES)
+    # a reused stage reports what it cost when it ran
+    assert all(stats["stages"]["profile"][s]["resumed"] is True for s in STAGES)
+    assert stats["stages"]["profile"]["validated"]["tasks"] > 0
     assert output_digest(out) == output_digest(lone_out)
 
 
