@@ -4,19 +4,19 @@ for this pyspark and these JVM options, and a job's outputs are the same with or
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from curation.config import CurationConfig
 from curation.jvm_class_archive import _key, archive_path, java_options
+from curation.pipeline import CurationJob
 from curation.spark_session import JVM_OPTIONS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "faults"))
-from curate_fault_fixture import REPO, output_digest, sharpen, write_corpus  # noqa: E402
+from curate_fault_fixture import output_digest, sharpen, write_corpus  # noqa: E402
 
 
 def _write(dir_: Path, size: int, key: dict) -> Path:
@@ -49,28 +49,21 @@ def test_only_a_complete_archive_of_this_key_is_mapped(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_jobs_with_and_without_the_archive_write_the_same_bytes(tmp_path):
+def test_jobs_with_and_without_the_archive_write_the_same_bytes(spark, tmp_path):
+    """A CLI job without the archive beside one in this test session's JVM, which mapped
+    it (the session is built by `get_spark` like a job's): the same bytes."""
     if not java_options(JVM_OPTIONS):
         pytest.skip("no class archive in this environment (make builds it: "
                     "python -m curation.jvm_class_archive)")
+    flags = spark.sparkContext.getConf().get("spark.driver.extraJavaOptions")
+    assert "-XX:SharedArchiveFile=" in flags, flags
     corpus = write_corpus(tmp_path)
-    probe = ("from curation.spark_session import get_spark; s = get_spark('local[2]'); "
-             "print(s.sparkContext.getConf().get('spark.driver.extraJavaOptions'))")
-    runs = {}
-    with ThreadPoolExecutor(max_workers=2) as pool:  # two JVMs at once: mostly start-up
-        for on in ("1", "0"):
-            runs[on] = pool.submit(sharpen, "curate", "dedup", "--input", str(corpus), "--output",
-                                   str(tmp_path / f"out{on}"), env={"SHARPEN_JVM_ARCHIVE": on},
-                                   timeout=600)
-        # a session's JVM gets the flags (without them: test above)
-        out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
-                             text=True, timeout=300, check=True,
-                             env={**os.environ, "SHARPEN_JVM_ARCHIVE": "1"}).stdout
-        assert "-XX:SharedArchiveFile=" in out, out
-    digests = []
-    for on, run in runs.items():
-        r = run.result()
-        assert r.returncode == 0, r.stderr[-3000:]
-        assert "cds" not in r.stdout.lower()
-        digests.append(output_digest(tmp_path / f"out{on}"))
-    assert digests[0] == digests[1] and any(k.startswith("dedup/") for k in digests[0])
+    with ThreadPoolExecutor(max_workers=1) as pool:  # a fresh JVM: mostly start-up
+        off = pool.submit(sharpen, "curate", "dedup", "--input", str(corpus), "--output",
+                          str(tmp_path / "off"), env={"SHARPEN_JVM_ARCHIVE": "0"}, timeout=600)
+        CurationJob(spark, [str(corpus)], str(tmp_path / "on"), CurationConfig(), "dedup").run()
+        r = off.result()
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "cds" not in r.stdout.lower()
+    on, off_ = output_digest(tmp_path / "on"), output_digest(tmp_path / "off")
+    assert on == off_ and any(k.startswith("dedup/") for k in on)
