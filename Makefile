@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sharpen-installed
+# the JVM class archive is made for these JVM options (curation/spark_session.py)
+CDS    := $(VENV)/.sharpen-jvm-archive
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
 .PHONY: demo test lint clean
@@ -20,14 +22,17 @@ $(STAMP): pyproject.toml
 	  && { apt-get install -y -qq bubblewrap || { apt-get update -qq && apt-get install -y -qq bubblewrap; }; } \
 	  >/dev/null 2>&1; } || echo "note: bubblewrap not installed; the code sandbox will use unshare"
 	$(PY) -m pip install -q -e '.[dev]'
-	@# the Spark driver's classes archived once (AppCDS): each job's JVM starts ~5 s sooner
-	$(PY) -m curation.jvm_class_archive || echo "note: no JVM class archive; jobs start without one"
 	@touch $(STAMP)
 
-demo: $(STAMP)
+# the Spark driver's classes archived once (AppCDS): each job's JVM starts ~5 s sooner
+$(CDS): $(STAMP) curation/spark_session.py curation/jvm_class_archive.py
+	$(PY) -m curation.jvm_class_archive || echo "note: no JVM class archive; jobs start without one"
+	@touch $(CDS)
+
+demo: $(CDS)
 	$(VENV)/bin/sharpen demo
 
-test: $(STAMP)
+test: $(CDS)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

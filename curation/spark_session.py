@@ -35,8 +35,12 @@ log = logging.getLogger(__name__)
 # code, while the JVM's task threads ran 12 s in all (the per-byte work is in Python);
 # C1 only cut the job's CPU to 71 s and its wall time by 11%, the parallel collector to
 # 67 s. On long cluster jobs where JVM operators dominate, set them without
-# TieredStopAtLevel. (benchmarks/RESULTS.md, curation throughput.)
-JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC"
+# TieredStopAtLevel. (benchmarks/RESULTS.md, curation throughput.) C1 only shrinks the
+# JVM's default code cache from 240 to 48 MB, which a long-lived session (the test
+# suite, a notebook) fills after a few dozen jobs of generated code: the JIT is then
+# switched off for good, and a new generated class can kill the JVM ("Out of space in
+# CodeCache for adapters"). The cache is reserved, not committed, so 240 MB costs nothing.
+JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC -XX:ReservedCodeCacheSize=240m"
 
 DEFAULT_CONF = {
     "spark.ui.enabled": "false",
