@@ -12,11 +12,13 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from curation.scorers.model_shipping import configured_models
+from curation.side_by_side import side_by_side
 from curation.spark_session import driver_max_heap_mb
 
 
-def _counts(df: DataFrame, col: str) -> dict[str, int]:
-    return {r[0]: int(r[1]) for r in df.groupBy(col).count().collect() if r[0] is not None}
+def _counts(rows: list) -> dict[str, int]:
+    """(value, count) rows of a grouping -> {value: count}, without the null value."""
+    return {r[0]: int(r[1]) for r in rows if r[0] is not None}
 
 
 def _ppl_metrics(prov: dict) -> dict | None:
@@ -31,8 +33,33 @@ def build_stats(job, validated: DataFrame, files: dict[str, dict], annotated: Da
     """`files` is what the validated stage read from each input file (its marker): the
     records counted from the raw input, and the error that stopped a corrupt file."""
     # one query each for validated and assigned: every count they give comes from one
-    # grouping (a Spark job and its planning per figure cost ~0.3 s of driver time)
-    by_reason = validated.groupBy("q_reason").count().collect()
+    # grouping (a Spark job and its planning per figure cost ~0.3 s of driver time); the
+    # queries are independent, so they run side by side
+    multi = F.col("cluster_size") > 1
+    queries: dict[str, DataFrame] = {
+        "by_reason": validated.groupBy("q_reason").count(),
+        "by_rule": annotated.where(F.col("removed_by").isNotNull()).groupBy(
+            "removed_by", "domain").count(),
+        "flagged": annotated.select(F.explode("heuristic_flags").alias("f")).groupBy("f").count(),
+        "decided": assigned.groupBy("keep", "reason").agg(
+            F.count("*").alias("n"), F.max("cluster_size").alias("largest"),
+            F.sum(multi.cast("long")).alias("multi"),
+            F.sum(F.when(multi, F.col("cluster_size"))).alias("in_multi")),
+    }
+    if job.mode == "full":
+        queries["kept_by_domain"] = assigned.where(F.col("keep")).join(
+            annotated.select("id", "domain"), "id").groupBy("domain").count()
+    if quality:  # bucket x domain counts, read back from the curated table as written
+        queries["buckets"] = job.spark.read.parquet(f"{job.output}/curated").groupBy(
+            "domain", "quality_bucket").count()
+    if job.mode == "full" and job.cfg.decontamination.eval_sets:
+        queries["contamination"] = annotated.select(
+            F.explode("contamination").alias("s")).groupBy("s").count()
+    if job.cfg.language.model:
+        queries["by_lang"] = annotated.groupBy("lang").count()
+    got = dict(zip(queries, side_by_side(*(q.collect for q in queries.values())), strict=True))
+
+    by_reason = got["by_reason"]
     n_in = sum(int(r["count"]) for r in by_reason)
     n_raw = sum(f["records"] for f in files.values())
     if n_in != n_raw:
@@ -41,18 +68,11 @@ def build_stats(job, validated: DataFrame, files: dict[str, dict], annotated: Da
     quarantined = {r["q_reason"]: int(r["count"]) for r in by_reason if r["q_reason"] is not None}
     by_rule = {r: 0 for r in rules}
     by_rule_domain: dict[str, dict[str, int]] = {}
-    for r in annotated.where(F.col("removed_by").isNotNull()).groupBy(
-            "removed_by", "domain").count().collect():
+    for r in got["by_rule"]:
         by_rule[r["removed_by"]] = by_rule.get(r["removed_by"], 0) + int(r["count"])
         by_rule_domain.setdefault(r["removed_by"], {})[r["domain"]] = int(r["count"])
-    flagged: dict[str, int] = {}
-    for r in annotated.select(F.explode("heuristic_flags").alias("f")).groupBy("f").count().collect():
-        flagged[r[0]] = int(r[1])
-    multi = F.col("cluster_size") > 1
-    decided = assigned.groupBy("keep", "reason").agg(
-        F.count("*").alias("n"), F.max("cluster_size").alias("largest"),
-        F.sum(multi.cast("long")).alias("multi"),
-        F.sum(F.when(multi, F.col("cluster_size"))).alias("in_multi")).collect()
+    flagged = {r[0]: int(r[1]) for r in got["flagged"]}
+    decided = got["decided"]
     dup = {r["reason"]: int(r["n"]) for r in decided if not r["keep"]}
     # a kept document has no reason, so one row (a second would fail the reconciliation)
     kept_row = next((r for r in decided if r["keep"]), None)
@@ -65,20 +85,15 @@ def build_stats(job, validated: DataFrame, files: dict[str, dict], annotated: Da
         raise RuntimeError(
             f"counts do not reconcile: in={n_in} kept={kept} removed={removed} quarantined={n_quar}")
     sizes = (kept_row["largest"], kept_row["multi"], kept_row["in_multi"]) if kept_row else (0, 0, 0)
-    kept_by_domain = {}
-    if job.mode == "full":
-        kept_by_domain = _counts(assigned.where(F.col("keep")).join(
-            annotated.select("id", "domain"), "id"), "domain")
-    if quality:  # bucket x domain counts, read back from the curated table as written
-        curated = job.spark.read.parquet(f"{job.output}/curated")
-        by = curated.groupBy("domain", "quality_bucket").count().collect()
+    kept_by_domain = _counts(got.get("kept_by_domain", []))
+    if quality:
         table: dict[str, dict[str, int]] = {}
-        for r in sorted(by, key=lambda r: (r["domain"], r["quality_bucket"])):
+        for r in sorted(got["buckets"], key=lambda r: (r["domain"], r["quality_bucket"])):
             table.setdefault(r["domain"], {})[str(r["quality_bucket"])] = int(r["count"])
         quality = {**quality, "docs_by_domain_and_bucket": table}
     decontamination = {}
-    if job.mode == "full" and job.cfg.decontamination.eval_sets:
-        hits = _counts(annotated.select(F.explode("contamination").alias("s")), "s")
+    if "contamination" in got:
+        hits = _counts(got["contamination"])
         decontamination = {"action": job.cfg.decontamination.action,
                            "docs_by_eval_set": {k: hits.get(k, 0)
                                                 for k in sorted(job.cfg.decontamination.eval_sets)}}
@@ -87,7 +102,7 @@ def build_stats(job, validated: DataFrame, files: dict[str, dict], annotated: Da
         prov = md.provenance
         models[field] = {"path": path, "kind": prov.get("kind"), "sha256": prov.get("sha256"),
                          "heldout_metrics": prov.get("metrics") or _ppl_metrics(prov)}
-    by_lang = _counts(annotated, "lang") if job.cfg.language.model else {}
+    by_lang = _counts(got.get("by_lang", []))
     lsh = job.lsh
     return {
         "mode": job.mode,
