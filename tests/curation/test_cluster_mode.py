@@ -91,8 +91,9 @@ def _run(cmd: list[str], env: dict[str, str], what: str) -> None:
 def _local_run_alongside(spark, mode: str, corpus: tuple[Path, Path], out: Path) -> Iterator[None]:
     """The local reference run (the test session's local[2] Spark), in a thread while the
     body runs (the cluster run, mostly waiting on executor JVMs and Python workers
-    starting); on leaving, it must have succeeded. A warm JVM: a fresh `sharpen` process
-    beside the cluster's JVMs cost ~15 CPU-s more of the two cores."""
+    starting); on leaving, it must have succeeded. In the session's warm JVM rather than a
+    fresh `sharpen` process, whose JVM start-up competed with the cluster's JVMs for the
+    two cores."""
     inputs, config = corpus
     job = CurationJob(spark, [str(inputs)], str(out), CurationConfig.load(config), mode)
     with ThreadPoolExecutor(max_workers=1) as pool:
