@@ -168,14 +168,23 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, bundled_models) -> tuple[Pa
     return _write_corpus(root), config
 
 
+def _cmdline(p: psutil.Process) -> list[str]:
+    """Its argv, or [] for a process that exited or is a zombie waiting to be reaped."""
+    try:
+        return p.cmdline()
+    except psutil.Error:
+        return []
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """One standalone cluster for the module, two workers of one core each (so a job's
     shuffles cross executors); on teardown, nothing of it may be left running."""
     with LocalStandaloneCluster(cores=2, memory="2g", python=PYTHON, workers=2) as c:
         assert len([w for w in c.state()["workers"] if w["state"] == "ALIVE"]) == 2
-        # the daemons run with a local job's JVM flags (C2 would compete for the two cores)
-        assert all(set(JVM_OPTIONS.split()) <= set(p.cmdline()) for p in c.processes())
+        # the daemons (master, two workers) run with a local job's JVM flags
+        jvms = [cmd for cmd in map(_cmdline, c.processes()) if cmd and cmd[0].endswith("java")]
+        assert len(jvms) == 3 and all(set(JVM_OPTIONS.split()) <= set(cmd) for cmd in jvms), jvms
         yield c
         pids = [p.pid for p in c.processes()]
     assert pids, "the cluster had no live processes before stopping"
