@@ -27,7 +27,8 @@ def spark():
 @pytest.fixture(scope="session")
 def bundled_models(tmp_path_factory) -> dict[str, str]:
     """The platform's own four models (quality fastText, KenLM, language ID, domains),
-    trained once per test run from data/quality (~12 s): {config field: model dir}."""
+    trained once per test run from data/quality, side by side (language ID alone takes
+    ~23 s in a suite run): {config field: model dir}."""
     from curation.quality.bundled_models import MODELS, ensure_models
 
     return ensure_models(tmp_path_factory.mktemp("models"), names=tuple(MODELS))

@@ -4,15 +4,19 @@
 model and a language-ID model. They are trained here from the bundled recipes
 (`curation/recipes/train_*.yaml`, reading `data/quality/`) into one models directory,
 and retrained only when the recipe or its input files change: `trained.json` there
-records a digest of each recipe and the bytes of every file it reads. Training all three
-takes about 20 s on two cores.
+records a digest of each recipe and the bytes of every file it reads. They train side by
+side, one process each.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,6 +26,9 @@ MODELS = {"quality-fasttext": ("train_quality.yaml", "quality.fasttext_model"),
           "quality-kenlm": ("kenlm_reference.yaml", "quality.kenlm_model"),
           "langid-fasttext": ("train_langid.yaml", "language.model"),
           "domain-fasttext": ("train_domain.yaml", "domain_classifier.model")}
+# Training side by side starts the longest first (seconds on one core of the project
+# machine: language ID ~30, KenLM ~10, quality ~4, domains ~2), so the others fit beside it.
+LONGEST_FIRST = ("langid-fasttext", "quality-kenlm", "quality-fasttext", "domain-fasttext")
 
 
 def _trainer(name: str) -> tuple[Callable, Callable]:
@@ -72,31 +79,78 @@ def _absolute(cfg):
     return cfg.model_copy(update=update)
 
 
+def _recipe_config(name: str):
+    """(recipe path, its training config with absolute input paths) of a bundled model."""
+    recipe = RECIPES / MODELS[name][0]
+    return recipe, _absolute(_trainer(name)[0](recipe))
+
+
+def _train_in_child(name: str, target: Path) -> list[str]:
+    """Train one bundled model in a fresh Python process (`main` below); returns its log
+    lines. A process, not a thread: fastText holds the GIL while it prepares data, and
+    its zero-filled allocations (see `fasttext_train`) are a process-wide setting."""
+    r = subprocess.run([sys.executable, "-m", __name__, name, str(target)], cwd=ROOT,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"training {name} failed (exit {r.returncode}): "
+                           f"{r.stderr.strip()[-2000:]}")
+    return r.stdout.splitlines()
+
+
 def ensure_models(models_dir: str | Path, names: tuple[str, ...] = ("quality-fasttext",
                   "quality-kenlm", "langid-fasttext"),
-                  log: Callable[[str], None] = lambda s: None) -> dict[str, str]:
+                  log: Callable[[str], None] = lambda s: None,
+                  workers: int | None = None) -> dict[str, str]:
     """Train (or reuse) the named bundled models under `models_dir`; returns
-    {curation config field: model directory}."""
+    {curation config field: model directory}.
+
+    Models to train are trained side by side, one fresh process each, up to `workers`
+    at once (default: the usable cores), the longest first: each trainer is single-threaded (fastText with
+    `thread=1` for determinism), so two cores train two at once, with the same bytes as
+    one after the other. A failure is raised after the others finish; the models that
+    did train are recorded and not trained again."""
     out = Path(models_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     stamp = out / "trained.json"
     trained = json.loads(stamp.read_text()) if stamp.is_file() else {}
-    fields = {}
+    fields, todo = {}, {}
     for name in names:
-        recipe_name, field = MODELS[name]
-        load, train = _trainer(name)
-        recipe = RECIPES / recipe_name
-        cfg = _absolute(load(recipe))
+        recipe, cfg = _recipe_config(name)
         digest = _digest(recipe, cfg)
         target = out / name
         if trained.get(name) != digest or not (target / "provenance.json").is_file():
             log(f"training {name} from {recipe.relative_to(ROOT)}")
-            train(cfg.model_copy(update={"output": str(target)}), log=log)
-            trained[name] = digest
-            stamp.write_text(json.dumps(trained, indent=2, sort_keys=True) + "\n")
+            todo[name] = (cfg.model_copy(update={"output": str(target)}), digest)
         else:
             log(f"{name}: up to date in {target}")
-        fields[field] = str(target)
+        fields[MODELS[name][1]] = str(target)
+
+    def done(name: str) -> None:
+        trained[name] = todo[name][1]
+        stamp.write_text(json.dumps(trained, indent=2, sort_keys=True) + "\n")
+
+    width = min(len(todo), workers or len(os.sched_getaffinity(0)))
+    if width <= 1:
+        for name, (cfg, _) in todo.items():
+            _trainer(name)[1](cfg, log=log)
+            done(name)
+        return fields
+    failed: list[BaseException] = []
+    with ThreadPoolExecutor(max_workers=width) as pool:
+        order = sorted(todo, key=LONGEST_FIRST.index)
+        running = {pool.submit(_train_in_child, name, out / name): name for name in order}
+        for future in as_completed(running):
+            name = running[future]
+            try:
+                lines = future.result()
+            except (RuntimeError, OSError) as e:  # raised below, after the others
+                failed.append(e)
+                continue
+            for line in lines:
+                log(f"{name}: {line}")
+            done(name)
+    if failed:
+        raise failed[0]
     return fields
 
 
@@ -108,3 +162,20 @@ def with_models(cfg, fields: dict[str, str]):
         update.setdefault(sec, {})[name] = path
     return cfg.model_copy(update={sec: getattr(cfg, sec).model_copy(update=u)
                                   for sec, u in update.items()})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m curation.quality.bundled_models NAME TARGET`: train one bundled model into
+    TARGET, printing its log lines (what `ensure_models` runs side by side)."""
+    name, target = argv if argv is not None else sys.argv[1:]
+    _, cfg = _recipe_config(name)
+    try:
+        _trainer(name)[1](cfg.model_copy(update={"output": target}), log=print)
+    except (ValueError, OSError) as e:  # the trainers' own one-line errors
+        print(e, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
