@@ -302,7 +302,8 @@ class LocalStandaloneCluster:
         return self
 
     def processes(self) -> list[psutil.Process]:
-        """Every live process of this cluster (daemons and executors)."""
+        """Every process of this cluster (daemons and executors) as listed now; a child
+        that has just exited shows (a zombie) until its daemon reaps it."""
         return [p for d in self._daemons for p in d.processes()]
 
     def stop(self) -> None:

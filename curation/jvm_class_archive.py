@@ -57,7 +57,7 @@ def java_options(jvm_options: str) -> str:
 
 
 _WORKLOAD = """
-import json, sys, tempfile
+import json, shutil, sys, tempfile
 from pathlib import Path
 from curation.pipeline import run_curation
 from curation.spark_session import get_spark
@@ -77,6 +77,7 @@ proc = SparkContext._gateway.proc
 SparkContext._gateway.shutdown()
 proc.stdin.close()  # the JVM exits when its parent's pipe closes, writing the archive
 proc.wait(timeout=300)
+shutil.rmtree(tmp, ignore_errors=True)
 """
 
 
