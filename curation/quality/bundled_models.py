@@ -105,10 +105,10 @@ def ensure_models(models_dir: str | Path, names: tuple[str, ...] = ("quality-fas
     {curation config field: model directory}.
 
     Models to train are trained side by side, one fresh process each, up to `workers`
-    at once (default: the usable cores), the longest first: each trainer is single-threaded (fastText with
-    `thread=1` for determinism), so two cores train two at once, with the same bytes as
-    one after the other. A failure is raised after the others finish; the models that
-    did train are recorded and not trained again."""
+    at once (default: the usable cores), the longest first. Each trainer is
+    single-threaded (fastText with `thread=1` for determinism), so two cores train two
+    at once, with the same bytes as one after the other. A failure is raised after the
+    others finish; the models that did train are recorded and not trained again."""
     out = Path(models_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     stamp = out / "trained.json"
@@ -135,7 +135,7 @@ def ensure_models(models_dir: str | Path, names: tuple[str, ...] = ("quality-fas
             _trainer(name)[1](cfg, log=log)
             done(name)
         return fields
-    failed: list[BaseException] = []
+    failed: list[Exception] = []
     with ThreadPoolExecutor(max_workers=width) as pool:
         order = sorted(todo, key=LONGEST_FIRST.index)
         running = {pool.submit(_train_in_child, name, out / name): name for name in order}
