@@ -87,8 +87,9 @@ def _recipe_config(name: str):
 
 def _train_in_child(name: str, target: Path) -> list[str]:
     """Train one bundled model in a fresh Python process (`main` below); returns its log
-    lines. A process, not a thread: fastText holds the GIL while it prepares data, and
-    its zero-filled allocations (see `fasttext_train`) are a process-wide setting."""
+    lines. A process, not a thread: the trainers prepare their data in Python (one GIL),
+    and fastText's zero-filled allocations (see `fasttext_train`) are a process-wide
+    setting. Not `multiprocessing` either: its spawn re-runs the caller's main module."""
     r = subprocess.run([sys.executable, "-m", __name__, name, str(target)], cwd=ROOT,
                        capture_output=True, text=True)
     if r.returncode != 0:
