@@ -130,7 +130,9 @@ def ensure_models(models_dir: str | Path, names: tuple[str, ...] = ("quality-fas
         trained[name] = todo[name][1]
         stamp.write_text(json.dumps(trained, indent=2, sort_keys=True) + "\n")
 
-    width = min(len(todo), workers or len(os.sched_getaffinity(0)))
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")  # not on macOS
+             else os.cpu_count() or 1)
+    width = min(len(todo), workers or cores)
     if width <= 1:
         for name, (cfg, _) in todo.items():
             _trainer(name)[1](cfg, log=log)
