@@ -15,11 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 
-def side_by_side(*calls: Callable[[], Any]) -> list[Any]:
-    """Run each call in its own thread; return their results in order. Every call runs to
-    its end even when another fails; then the first failure (in call order) is raised."""
+def side_by_side(*calls: Callable[[], Any], at_once: int | None = None) -> list[Any]:
+    """Run each call in its own thread, at most `at_once` at a time (default: all), started
+    in call order; return their results in order. Every call runs to its end even when
+    another fails; then the first failure (in call order) is raised."""
     if len(calls) <= 1:
         return [call() for call in calls]
-    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="sharpen-job") as pool:
+    width = min(len(calls), at_once or len(calls))
+    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="sharpen-job") as pool:
         futures = [pool.submit(call) for call in calls]
     return [f.result() for f in futures]

@@ -15,9 +15,12 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
+
+from curation.side_by_side import side_by_side
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "curation" / "recipes"
@@ -138,22 +141,17 @@ def ensure_models(models_dir: str | Path, names: tuple[str, ...] = ("quality-fas
             _trainer(name)[1](cfg, log=log)
             done(name)
         return fields
-    failed: list[Exception] = []
-    with ThreadPoolExecutor(max_workers=width) as pool:
-        order = sorted(todo, key=LONGEST_FIRST.index)
-        running = {pool.submit(_train_in_child, name, out / name): name for name in order}
-        for future in as_completed(running):
-            name = running[future]
-            try:
-                lines = future.result()
-            except (RuntimeError, OSError) as e:  # raised below, after the others
-                failed.append(e)
-                continue
+    lock = threading.Lock()
+
+    def train_beside(name: str) -> None:
+        lines = _train_in_child(name, out / name)
+        with lock:  # one model's lines together, and one writer of the stamp
             for line in lines:
                 log(f"{name}: {line}")
             done(name)
-    if failed:
-        raise failed[0]
+
+    side_by_side(*(partial(train_beside, name) for name in sorted(todo, key=LONGEST_FIRST.index)),
+                 at_once=width)
     return fields
 
 

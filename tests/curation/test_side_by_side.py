@@ -32,3 +32,21 @@ def test_every_call_finishes_and_the_first_failure_is_raised() -> None:
         side_by_side(fail("first"), lambda: done.append("slow"), fail("second"))
     assert done == ["slow"]
     assert side_by_side() == [] and side_by_side(lambda: 7) == [7]
+
+
+def test_at_once_bounds_how_many_run_together() -> None:
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def call(i: int):
+        def run():
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            threading.Event().wait(0.05)
+            with lock:
+                running[0] -= 1
+            return i
+        return run
+
+    assert side_by_side(*(call(i) for i in range(5)), at_once=2) == [0, 1, 2, 3, 4]
+    assert most[0] <= 2
